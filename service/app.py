@@ -1,0 +1,84 @@
+"""Builds the Starlette application from the API faces."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .auth import AuthConfig
+from .config import Settings
+from .faces import health, liveperson
+from .store import clients
+from .store.core import UNAVAILABLE, SessionStore
+from .web import Context, json_response
+
+log = logging.getLogger("sessionstore")
+
+
+class PathAliases:
+    """Before routing: ``/v1/brand/`` is ``/v1/account/`` (the LivePerson
+    documents use both) and a trailing slash is dropped."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            changed = path
+            if changed.startswith("/v1/brand/"):
+                changed = "/v1/account/" + changed[10:]
+            if len(changed) > 1 and changed.endswith("/"):
+                changed = changed[:-1]
+            if changed is not path:
+                scope = dict(scope, path=changed, raw_path=changed.encode())
+        await self.app(scope, receive, send)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = {404: "no such resource", 405: "method not allowed here"}.get(exc.status_code, str(exc.detail))
+    return json_response({"code": exc.status_code, "message": message}, exc.status_code, dict(exc.headers or {}))
+
+
+def build_app(settings: Settings, *, redis: Any = None, auth: AuthConfig | None = None) -> Starlette:
+    """The whole service. ``redis`` is the client to use (tests pass their
+    own); without it one is made from ``settings.redis_url``."""
+    if auth is None and settings.auth_file:
+        auth = AuthConfig.load(settings.auth_file)
+    client = redis if redis is not None else clients.connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    store = SessionStore(client, limits=settings.limits)
+    ctx = Context(settings, store, auth)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        try:
+            await store.load_scripts()
+        except UNAVAILABLE as exc:  # served as 503 until Redis answers; scripts load on first use
+            log.warning("Redis does not answer yet (%s); starting anyway", type(exc).__name__)
+        sweeper = asyncio.create_task(store.sweep_forever(settings.sweep_interval_s))
+        try:
+            yield {"ctx": ctx}
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            if redis is None:
+                await client.aclose()
+
+    return Starlette(
+        routes=[*health.routes(ctx), *liveperson.routes(ctx)],
+        middleware=[Middleware(PathAliases)],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,28 @@
+"""Settings of one service instance: from the command line, the environment
+(SESSIONSTORE_<NAME>) or, in tests, given directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .store.core import Limits
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    redis_url: str | None = None  # None: the embedded in-memory store
+    auth_file: str | None = None  # None: no API keys (loopback only, unless insecure_no_auth)
+    insecure_no_auth: bool = False
+    log_level: str = "info"
+    # limits on what a client may send or store
+    max_body_bytes: int = 1024 * 1024
+    max_name_chars: int = 256  # tenant, namespace, session and property names
+    max_json_depth: int = 64
+    max_list_items: int = 1000  # include=, batch sizes
+    limits: Limits = field(default_factory=Limits)
+    # Redis
+    redis_timeout_s: float = 1.0  # per command
+    request_deadline_s: float = 1.8  # a request waiting on Redis longer than this answers 503
+    sweep_interval_s: float = 30.0  # reclaiming deleted namespaces

@@ -1,0 +1,1 @@
+"""The API faces: each maps one wire format onto the storage core."""

@@ -1,0 +1,1 @@
+"""The storage core: the only part of sessionstore that talks to Redis."""

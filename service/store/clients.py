@@ -1,0 +1,52 @@
+"""Making the Redis client the store runs on: a real Redis from a URL, or the
+embedded in-memory store (fakeredis, running the same Lua scripts)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+log = logging.getLogger("sessionstore.store")
+
+SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def validate_url(url: str) -> None:
+    """Raises ValueError for a URL the store cannot use."""
+    scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        raise ValueError(f"unsupported Redis URL scheme {scheme!r}: use one of {', '.join(s + '://' for s in SCHEMES)}")
+
+
+def connect(url: str | None, *, timeout_s: float = 1.0) -> Any:
+    """An asyncio Redis client. Commands fail within about ``timeout_s`` when
+    Redis does not answer, so the API can answer 503 in time; the client
+    reconnects by itself on the next command once Redis is back."""
+    if url is None:
+        import fakeredis
+
+        log.warning("no Redis URL given: serving from an embedded in-memory store; data lives in this process only")
+        return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    validate_url(url)
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+        max_connections=512,
+    )

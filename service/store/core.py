@@ -1,0 +1,477 @@
+"""The storage core: tenants, namespaces, sessions and their properties.
+
+This is the only module that sends commands to Redis (with keys.py naming the
+keys and scripts.py running the Lua). The API faces call it with names and
+JSON texts, and get back plain data classes; every write that must be atomic
+is one Lua script.
+
+Property values cross this boundary as compact JSON text (bytes), so a read
+can hand them to the response without decoding them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.exceptions import NoScriptError, RedisError
+
+from . import keys
+from .scripts import Script, Scripts
+
+log = logging.getLogger("sessionstore.store")
+
+# What the faces catch to answer 503: Redis could not be reached or answered
+# with an error that is not the client's fault.
+UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_chars: int = 800_000  # characters of one session's names and values
+    max_properties: int = 10_000  # properties in one session
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    tenant: str
+    name: str
+    created_ms: int
+    ttl_s: int  # TTL stamped on properties written in it; 0 = none
+    generation: int
+
+
+@dataclass(slots=True)
+class Session:
+    session_id: str
+    properties: dict[str, bytes]  # name -> compact JSON text
+    version: int
+    created_ms: int
+    modified_ms: int
+    ttl_s: int  # TTL stamped on properties written in this session; 0 = none
+    idle_ms: int  # the session expires this long after its last write; 0 = never
+    expires_ms: int  # when it expires (with idle_ms); 0 = never
+
+
+class Existence(enum.Enum):
+    ANY = "any"
+    MUST = "must"  # the session must exist already
+    NONE = "none"  # the session must not exist yet
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    MISSING = "missing"  # the session (or namespace) does not exist
+    EXISTS = "exists"  # Existence.NONE, and it does
+    VERSION = "version"  # the expected version is not the stored one
+    TOO_LARGE = "toolarge"  # the session would exceed Limits.max_chars
+    TOO_MANY = "toomany"  # the session would exceed Limits.max_properties
+    NOT_A_NUMBER = "nan"  # increment of a value that is not a number
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    status: Status
+    version: int
+    created: bool = False
+    value: bytes | None = None  # the new value, after an increment
+
+
+@dataclass(frozen=True, slots=True)
+class TtlSession:
+    session_id: str
+    created_ms: int
+    ttl_s: int
+
+
+class Changes:
+    """A list of property changes for one atomic write (see lua/session_mutate.lua)."""
+
+    __slots__ = ("args",)
+
+    def __init__(self) -> None:
+        self.args: list[str | bytes] = []
+
+    def set(self, name: str, json: bytes) -> Changes:
+        self.args += ("set", keys.property_field(name), json)
+        return self
+
+    def set_all(self, properties: Iterable[tuple[str, bytes]]) -> Changes:
+        for name, json in properties:
+            self.args += ("set", keys.property_field(name), json)
+        return self
+
+    def delete(self, name: str) -> Changes:
+        self.args += ("del", keys.property_field(name), "")
+        return self
+
+    def clear(self) -> Changes:
+        self.args += ("clr", "", "")
+        return self
+
+    def merge(self, name: str, patch: bytes) -> Changes:
+        """RFC 7396 merge of ``patch`` into the property (a non-object patch replaces it)."""
+        self.args += ("mrg", keys.property_field(name), patch)
+        return self
+
+    def set_in(self, name: str, members: bytes) -> Changes:
+        """Set the members of the JSON object ``members`` in the object property ``name``."""
+        self.args += ("sin", keys.property_field(name), members)
+        return self
+
+    def delete_in(self, name: str, member: str) -> Changes:
+        """Remove one member from the object property ``name``."""
+        self.args += ("din", keys.property_field(name), orjson.dumps(member))
+        return self
+
+    def increment(self, name: str, by: int | float) -> Changes:
+        self.args += ("inc", keys.property_field(name), orjson.dumps(by))
+        return self
+
+
+def _session_from_hash(session_id: str, raw: dict[bytes, bytes], now: int) -> Session | None:
+    meta = raw.pop(b":", None)
+    if meta is None:
+        return None
+    properties: dict[str, bytes] = {}
+    for field_, value in raw.items():
+        if value[:1] == b"@":
+            if int(value[1:14]) <= now:
+                continue
+            value = value[14:]
+        name = field_.decode()
+        properties[name[1:] if name[:1] == ":" else name] = value
+    return _session(session_id, properties, meta)
+
+
+def _session(session_id: str, properties: dict[str, bytes], meta: bytes) -> Session:
+    v, c, m, _p, _z, _e, _x, t, i, a = meta.split(b",")
+    return Session(session_id, properties, int(v), int(c), int(m), int(t or 0), int(i or 0), int(a or 0))
+
+
+def encode_cursor(bucket: int, last: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([bucket, last])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Raises ValueError for a cursor this store did not make."""
+    try:
+        bucket, last = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise ValueError("invalid cursor") from exc
+    if not isinstance(bucket, int) or not isinstance(last, str) or not 0 <= bucket < keys.BUCKETS:
+        raise ValueError("invalid cursor")
+    return bucket, last
+
+
+@dataclass
+class SessionStore:
+    """All storage operations, on one redis-py (or fakeredis) asyncio client."""
+
+    redis: Any
+    limits: Limits = field(default_factory=Limits)
+    scripts: Scripts = field(default_factory=Scripts)
+    sharded_events: bool = False  # SPUBLISH (Redis Cluster) instead of PUBLISH
+
+    # -- health ------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    async def load_scripts(self) -> None:
+        """Put every script in Redis's script cache (on a cluster: every primary)."""
+        for script in self.scripts.all():
+            await self.redis.script_load(script.source)
+
+    async def _run(self, script: Script, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self.scripts.run(self.redis, script, keys_, args)
+
+    async def _run_many(self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """One script over many keys, pipelined: one round trip, not one per call."""
+        if not calls:
+            return []
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            for keys_, args in calls:
+                pipe.evalsha(script.sha, len(keys_), *keys_, *args)
+            try:
+                return list(await pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self.scripts.reloads += 1
+                await self.redis.script_load(script.source)
+        raise AssertionError("unreachable")
+
+    # -- namespaces --------------------------------------------------------
+
+    async def namespace(self, tenant: str, name: str) -> Namespace | None:
+        c, t, g = await self.redis.hmget(keys.namespace(tenant, name), "c", "t", "g")
+        if c is None:
+            return None
+        return Namespace(tenant, name, int(c), int(t or 0), int(g or 0))
+
+    async def ensure_namespace(self, tenant: str, name: str, ttl_s: int | None = None) -> Namespace:
+        """Create the namespace unless it exists; set its TTL when one is given."""
+        await self.redis.sadd(keys.tenant_namespaces(tenant), name)
+        c, t, g, _fresh = await self._run(
+            self.scripts.namespace_ensure, [keys.namespace(tenant, name)], [now_ms(), "" if ttl_s is None else ttl_s]
+        )
+        return Namespace(tenant, name, int(c), int(t), int(g))
+
+    async def list_namespaces(self, tenant: str) -> list[Namespace]:
+        names = sorted(n.decode() for n in await self.redis.smembers(keys.tenant_namespaces(tenant)))
+        if not names:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hmget(keys.namespace(tenant, name), "c", "t", "g")
+        found = []
+        for name, (c, t, g) in zip(names, await pipe.execute(), strict=True):
+            if c is not None:
+                found.append(Namespace(tenant, name, int(c), int(t or 0), int(g or 0)))
+        return found
+
+    async def delete_namespace(self, tenant: str, name: str) -> bool:
+        """Delete a namespace and everything in it, in constant time."""
+        ns = await self.namespace(tenant, name)
+        if ns is None:
+            return False
+        # Queue the generation for the sweeper first: if this process dies
+        # between the two calls, the sweeper finds nothing there and moves on.
+        await self.redis.sadd(keys.GRAVES, keys.grave(tenant, name, ns.generation))
+        return bool(await self._run(self.scripts.namespace_delete, [keys.namespace(tenant, name)], [ns.generation]))
+
+    async def _namespace_for_write(self, tenant: str, name: str, create: bool) -> Namespace | None:
+        ns = await self.namespace(tenant, name)
+        if ns is None and create:
+            ns = await self.ensure_namespace(tenant, name)
+        return ns
+
+    # -- sessions ----------------------------------------------------------
+
+    async def read(self, tenant: str, namespace: str, session_id: str, names: Sequence[str] | None = None) -> Session | None:
+        """One session with its live properties (only ``names``, when given); None when there is none."""
+        ns = await self.namespace(tenant, namespace)
+        if ns is None:
+            return None
+        key = keys.session(tenant, namespace, ns.generation, session_id).session
+        now = now_ms()
+        if names is None:
+            return _session_from_hash(session_id, await self.redis.hgetall(key), now)
+        fields = [keys.property_field(n) for n in names]
+        values = await self.redis.hmget(key, keys.META_FIELD, *fields)
+        if values[0] is None:
+            return None
+        return _session_from_hash(
+            session_id, {b":": values[0], **{f.encode(): v for f, v in zip(fields, values[1:]) if v is not None}}, now
+        )
+
+    async def read_many(self, tenant: str, namespace: str, session_ids: Sequence[str]) -> list[Session | None]:
+        """Several sessions of one namespace, pipelined (None for each one missing)."""
+        ns = await self.namespace(tenant, namespace)
+        if ns is None or not session_ids:
+            return [None] * len(session_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        for sid in session_ids:
+            pipe.hgetall(keys.session(tenant, namespace, ns.generation, sid).session)
+        now = now_ms()
+        return [_session_from_hash(sid, raw, now) for sid, raw in zip(session_ids, await pipe.execute(), strict=True)]
+
+    async def write(
+        self,
+        tenant: str,
+        namespace: str,
+        session_id: str,
+        changes: Changes,
+        *,
+        version: int | None = None,
+        existence: Existence = Existence.ANY,
+        idle_ttl_ms: int | None = None,
+        property_ttl_ms: int | None = None,
+        drop_empty: bool = False,
+        create_namespace: bool = True,
+    ) -> WriteResult:
+        """Apply ``changes`` to one session atomically.
+
+        ``version``: the write happens only if the stored version is this one
+        (a missing session has none, so it is created only if ``existence``
+        allows). ``idle_ttl_ms``: from now on the session expires this long
+        after its last write (0 clears it). ``property_ttl_ms``: TTL of the
+        properties written, instead of the session's or namespace's.
+        ``drop_empty``: a session left with no property (and no TTL) is deleted.
+        """
+        ns = await self._namespace_for_write(tenant, namespace, create_namespace)
+        if ns is None:
+            return WriteResult(Status.MISSING, 0)
+        sk = keys.session(tenant, namespace, ns.generation, session_id)
+        flags = ("d" if drop_empty else "") + ("p" if self.sharded_events else "")
+        if property_ttl_ms is not None:
+            stamp, flags = property_ttl_ms, flags + "x"
+        else:
+            stamp = ns.ttl_s * 1000
+        status, new_version, created, extra = await self._run(
+            self.scripts.session_mutate,
+            sk,
+            [
+                now_ms(),
+                session_id,
+                "" if version is None else version,
+                existence.value,
+                stamp,
+                "" if idle_ttl_ms is None else idle_ttl_ms,
+                self.limits.max_chars,
+                self.limits.max_properties,
+                flags,
+                *changes.args,
+            ],
+        )
+        return WriteResult(Status(status.decode()), int(new_version), bool(created), extra or None)
+
+    async def delete_session(self, tenant: str, namespace: str, session_id: str, *, version: int | None = None) -> WriteResult:
+        ns = await self.namespace(tenant, namespace)
+        if ns is None:
+            return WriteResult(Status.MISSING, 0)
+        sk = keys.session(tenant, namespace, ns.generation, session_id)
+        status, new_version = await self._run(
+            self.scripts.session_delete,
+            sk,
+            [now_ms(), session_id, "" if version is None else version, "p" if self.sharded_events else ""],
+        )
+        return WriteResult(Status(status.decode()), int(new_version))
+
+    async def session_settings(
+        self, tenant: str, namespace: str, session_id: str, *, ttl_s: int | None = None, create: bool = False
+    ) -> WriteResult:
+        """Set the session's TTL (stamped on properties written later) and move
+        its idle expiry to now + idle TTL (a touch), without a new version."""
+        ns = await self._namespace_for_write(tenant, namespace, create)
+        if ns is None:
+            return WriteResult(Status.MISSING, 0)
+        sk = keys.session(tenant, namespace, ns.generation, session_id)
+        status, version, created = await self._run(
+            self.scripts.session_settings,
+            sk[:4],
+            [now_ms(), session_id, "" if ttl_s is None else ttl_s, "1" if create else "0"],
+        )
+        return WriteResult(Status(status.decode()), int(version), bool(created))
+
+    # -- listings ----------------------------------------------------------
+
+    async def list_sessions(self, tenant: str, namespace: str, limit: int, cursor: str | None = None) -> tuple[list[str], str | None]:
+        """Up to ``limit`` session ids after ``cursor``, and the cursor of the
+        next page (None at the end). Raises ValueError for a bad cursor."""
+        bucket, last = decode_cursor(cursor) if cursor else (0, "")
+        ns = await self.namespace(tenant, namespace)
+        if ns is None:
+            return [], None
+        ids: list[str] = []
+        batch = 8
+        while bucket < keys.BUCKETS:
+            span = range(bucket, min(bucket + batch, keys.BUCKETS))
+            now, want = now_ms(), limit - len(ids) + 1  # one more, to know whether a bucket has more
+            calls = [
+                (keys.bucket(tenant, namespace, ns.generation, b), [now, "(" + last if b == bucket and last else "-", want, 0])
+                for b in span
+            ]
+            for b, reply in zip(span, await self._run_many(self.scripts.bucket_list, calls), strict=True):
+                found = [i.decode() for i in reply[1:]]
+                room = limit - len(ids)
+                if len(found) > room:
+                    ids += found[:room]
+                    return ids, encode_cursor(b, ids[-1])
+                ids += found
+                if len(ids) == limit:
+                    return ids, encode_cursor(b + 1, "") if b + 1 < keys.BUCKETS else None
+            bucket, last, batch = span[-1] + 1, "", min(batch * 2, 64)
+        return ids, None
+
+    async def page_sessions(self, tenant: str, namespace: str, page: int, per_page: int) -> list[str]:
+        """Page ``page`` (from 0) of the session ids, ``per_page`` a page."""
+        ns = await self.namespace(tenant, namespace)
+        if ns is None:
+            return []
+        now = now_ms()
+        buckets = [keys.bucket(tenant, namespace, ns.generation, b) for b in range(keys.BUCKETS)]
+        counts = [int(r[0]) for r in await self._run_many(self.scripts.bucket_list, [(bk, [now, "-", 0, 0]) for bk in buckets])]
+        skip, want = page * per_page, per_page
+        calls = []
+        for b, count in enumerate(counts):
+            if want <= 0:
+                break
+            if skip >= count:
+                skip -= count
+                continue
+            calls.append((buckets[b], [now, "-", min(want, count - skip), skip]))
+            want -= count - skip
+            skip = 0
+        ids: list[str] = []
+        for reply in await self._run_many(self.scripts.bucket_list, calls):
+            ids += [i.decode() for i in reply[1:]]
+        return ids[:per_page]
+
+    async def ttl_sessions(self, tenant: str, namespace: str) -> list[TtlSession]:
+        """The sessions that have a session TTL, with their creation time."""
+        ns = await self.namespace(tenant, namespace)
+        if ns is None:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for b in range(keys.BUCKETS):
+            pipe.hgetall(keys.bucket(tenant, namespace, ns.generation, b).ttl)
+        entries = [(sid.decode(), int(ttl)) for reply in await pipe.execute() for sid, ttl in reply.items()]
+        if not entries:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for sid, _ttl in entries:
+            pipe.hget(keys.session(tenant, namespace, ns.generation, sid).session, keys.META_FIELD)
+        found = []
+        for (sid, ttl), meta in zip(entries, await pipe.execute(), strict=True):
+            if meta is not None:
+                found.append(TtlSession(sid, _session(sid, {}, meta).created_ms, ttl))
+        return sorted(found, key=lambda s: s.session_id)
+
+    # -- reclaiming deleted namespaces --------------------------------------
+
+    async def sweep(self, batch: int = 500) -> int:
+        """Delete the keys of deleted namespace generations; returns how many
+        sessions were reclaimed. Safe to run from several instances at once."""
+        reclaimed = 0
+        for entry in await self.redis.smembers(keys.GRAVES):
+            tenant, name, generation = keys.parse_grave(entry.decode())
+            current = await self.redis.hget(keys.namespace(tenant, name), "g")
+            if current is not None and int(current) <= generation:
+                continue  # that generation is still the live one: its delete has not happened
+            for b in range(keys.BUCKETS):
+                bk = keys.bucket(tenant, name, generation, b)
+                while True:
+                    ids = [i.decode() for i in await self.redis.zrange(bk.ids, 0, batch - 1)]
+                    if not ids:
+                        break
+                    await self.redis.unlink(*(keys.session_in_bucket(tenant, name, generation, b, i) for i in ids))
+                    await self.redis.zrem(bk.ids, *ids)
+                    reclaimed += len(ids)
+                await self.redis.unlink(bk.ids, bk.expiry, bk.ttl)
+            await self.redis.srem(keys.GRAVES, entry)
+        return reclaimed
+
+    async def sweep_forever(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                if await self.redis.set(keys.SWEEP_LOCK, "1", nx=True, px=int(interval_s * 1000)):
+                    count = await self.sweep()
+                    if count:
+                        log.info("reclaimed %d sessions of deleted namespaces", count)
+            except UNAVAILABLE as exc:
+                log.warning("sweep skipped: %s", exc)

@@ -1,0 +1,178 @@
+"""What every API face shares: errors, body and JSON reading with limits,
+name checks, authorisation, and the wrapper that turns all of them (and an
+unreachable Redis) into the face's own error format."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .auth import OPEN_ACCESS, ApiKey, AuthConfig, Denied, authorize, presented_secret
+from .config import Settings
+from .store.core import UNAVAILABLE, SessionStore
+
+log = logging.getLogger("sessionstore.web")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    """An error answer: its HTTP status, a message for people, and any fields
+    a face adds to its error body."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+ErrorRenderer = Callable[[ApiError], Response]
+
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class Context:
+    """What a face needs: settings, the store and the API keys."""
+
+    settings: Settings
+    store: SessionStore
+    auth: AuthConfig | None
+
+    def caller(self, request: Request) -> ApiKey:
+        if self.auth is None:
+            return OPEN_ACCESS
+        return self.auth.authenticate(presented_secret(request.headers))
+
+    def require(self, request: Request, tenant: str, scope: str) -> ApiKey:
+        key = self.caller(request)
+        authorize(key, tenant, scope)
+        return key
+
+    # -- names -------------------------------------------------------------
+
+    def name(self, value: str, what: str) -> str:
+        """A tenant or namespace name: letters, digits, '_', '.', '-'."""
+        if not value or len(value) > self.settings.max_name_chars or not NAME_RE.fullmatch(value):
+            raise ApiError(400, f"invalid {what}: use 1 to {self.settings.max_name_chars} letters, digits, '_', '.' or '-'")
+        return value
+
+    def identifier(self, value: str, what: str) -> str:
+        """A session id or property name: any text but control characters."""
+        if not value or len(value) > self.settings.max_name_chars or CONTROL_RE.search(value):
+            raise ApiError(400, f"invalid {what}: use 1 to {self.settings.max_name_chars} characters, no control characters")
+        return value
+
+    # -- bodies ------------------------------------------------------------
+
+    async def body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise ApiError(400, "invalid Content-Length")
+            if int(declared) > limit:
+                raise ApiError(413, f"request body over the limit of {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body over the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def parse_json(self, body: bytes) -> Any:
+        if not body.strip():
+            raise ApiError(400, "a JSON body is required")
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, f"malformed JSON: {exc.msg}") from None
+        if not within_depth(value, self.settings.max_json_depth):
+            raise ApiError(400, f"JSON nested deeper than {self.settings.max_json_depth} levels")
+        return value
+
+    async def json(self, request: Request) -> Any:
+        return self.parse_json(await self.body(request))
+
+    async def json_object(self, request: Request) -> dict[str, Any]:
+        value = await self.json(request)
+        if not isinstance(value, dict):
+            raise ApiError(400, "the body must be a JSON object")
+        return value
+
+
+def within_depth(value: Any, limit: int) -> bool:
+    """Whether a decoded JSON value nests no deeper than ``limit`` levels."""
+    if limit < 0:
+        return False
+    if isinstance(value, dict):
+        return all(within_depth(v, limit - 1) for v in value.values() if isinstance(v, dict | list))
+    if isinstance(value, list):
+        return all(within_depth(v, limit - 1) for v in value if isinstance(v, dict | list))
+    return True
+
+
+def int_param(request: Request, name: str, default: int | None, low: int, high: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"query parameter {name} must be an integer") from None
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise ApiError(400, f"query parameter {name} must be {bound}")
+    return value
+
+
+def guarded(handler: Handler, render: ErrorRenderer, deadline_s: float) -> Handler:
+    """The endpoint with every failure a client can cause, or that Redis can,
+    answered in the face's own error format."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            async with asyncio.timeout(deadline_s):
+                return await handler(request)
+        except ApiError as exc:
+            return render(exc)
+        except Denied as exc:
+            return render(ApiError(exc.status, exc.message))
+        except UNAVAILABLE as exc:
+            log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+            return render(ApiError(503, "storage unavailable, try again"))
+
+    return endpoint
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status, headers, media_type="application/json")
+
+
+def raw_json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status, headers, media_type="application/json")
+
+
+def object_of_raw(items: dict[str, bytes]) -> bytes:
+    """A JSON object from names and JSON texts, without decoding the texts."""
+    if not items:
+        return b"{}"
+    return b"{" + b",".join(orjson.dumps(k) + b":" + v for k, v in items.items()) + b"}"
+
+
+def iso8601(ms: int) -> str:
+    """UTC time with milliseconds, as the vendors' APIs write it: 2019-08-02T19:41:52.017Z."""
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
