@@ -24,6 +24,9 @@ from .web import Context, json_response
 
 log = logging.getLogger("sessionstore")
 
+# The API faces, in routing order; each module has routes(ctx) -> list of routes.
+FACES = (health, liveperson)
+
 
 class PathAliases:
     """Before routing: ``/v1/brand/`` is ``/v1/account/`` (the LivePerson
@@ -77,7 +80,7 @@ def build_app(settings: Settings, *, redis: Any = None, auth: AuthConfig | None 
                 await client.aclose()
 
     return Starlette(
-        routes=[*health.routes(ctx), *liveperson.routes(ctx)],
+        routes=[route for face in FACES for route in face.routes(ctx)],
         middleware=[Middleware(PathAliases)],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

@@ -22,6 +22,7 @@ from redis.exceptions import NoScriptError
 log = logging.getLogger("sessionstore.scripts")
 
 INCLUDE = "-- include: "
+LIBRARY = "lib"  # lua/lib.lua: helpers included by scripts, not a script itself
 
 
 class ScriptClient(Protocol):
@@ -58,20 +59,24 @@ def load(name: str, directory: Path | None = None) -> Script:
 
 
 class Scripts:
-    """Every script the store runs, loaded once."""
+    """Every script in lua/ (but the library), loaded once; one attribute each,
+    named after its file: ``scripts.session_mutate`` is lua/session_mutate.lua."""
 
     def __init__(self, directory: Path | None = None) -> None:
-        self.session_mutate = load("session_mutate", directory)
-        self.session_delete = load("session_delete", directory)
-        self.session_settings = load("session_settings", directory)
-        self.bucket_list = load("bucket_list", directory)
-        self.namespace_ensure = load("namespace_ensure", directory)
-        self.namespace_delete = load("namespace_delete", directory)
-
+        directory = directory or lua_dir()
+        self.by_name = {
+            path.stem: load(path.stem, directory) for path in sorted(directory.glob("*.lua")) if path.stem != LIBRARY
+        }
         self.reloads = 0  # NOSCRIPT answers seen (and recovered from)
 
+    def __getattr__(self, name: str) -> Script:
+        try:
+            return self.__dict__["by_name"][name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise AttributeError(f"no script lua/{name}.lua") from None
+
     def all(self) -> list[Script]:
-        return [v for v in vars(self).values() if isinstance(v, Script)]
+        return list(self.by_name.values())
 
     async def run(self, client: ScriptClient, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
