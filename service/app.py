@@ -77,7 +77,7 @@ def build_app(settings: Settings, *, redis: Any = None, auth: AuthConfig | None 
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             if redis is None:
-                await client.aclose()
+                await client.aclose(close_connection_pool=True)
 
     return Starlette(
         routes=[route for face in FACES for route in face.routes(ctx)],

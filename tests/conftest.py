@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from service.app import build_app
 from service.auth import AuthConfig
 from service.config import Settings
+from service.store.clients import EMBEDDED_CONNECTIONS
 from service.store.core import SessionStore
 
 TENANT = "739483"
@@ -133,13 +134,13 @@ async def redis_factory(backend: str, request: pytest.FixtureRequest) -> AsyncIt
         server = fakeredis.FakeServer()
 
         def make() -> Any:
-            made.append(fakeredis.FakeAsyncRedis(server=server))
+            made.append(fakeredis.FakeAsyncRedis(server=server, max_connections=EMBEDDED_CONNECTIONS))
             return made[-1]
     else:
         real: RedisServer = request.getfixturevalue("redis_server")
 
         def make() -> Any:
-            made.append(Redis.from_url(real.url, socket_timeout=5, socket_connect_timeout=5))
+            made.append(Redis.from_url(real.url, socket_timeout=5, socket_connect_timeout=5, max_connections=1000))
             return made[-1]
 
         first = make()
@@ -161,9 +162,13 @@ def store(redis: Any) -> SessionStore:
 
 
 @asynccontextmanager
-async def serve_app(redis: Any, settings: Settings | None = None, auth: dict[str, Any] | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """The whole app in-process (lifespan included), with an httpx client on it."""
-    app = build_app(settings or Settings(), redis=redis, auth=AuthConfig.from_document(auth or auth_document()))
+async def serve_app(
+    redis: Any, settings: Settings | None = None, auth: dict[str, Any] | None = None, *, open_access: bool = False
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The whole app in-process (lifespan included), with an httpx client on it.
+    ``open_access``: no auth file, as on loopback in development."""
+    config = None if open_access else AuthConfig.from_document(auth or auth_document())
+    app = build_app(settings or Settings(), redis=redis, auth=config)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sessionstore") as client:
             yield client

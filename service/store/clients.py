@@ -7,13 +7,15 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 log = logging.getLogger("sessionstore.store")
 
 SCHEMES = ("redis", "rediss", "unix")
+MAX_CONNECTIONS = 256  # per process, to one Redis
+EMBEDDED_CONNECTIONS = 100_000  # in-process: a "connection" is a queue, not a socket
 
 
 def redact(url: str) -> str:
@@ -40,13 +42,17 @@ def connect(url: str | None, *, timeout_s: float = 1.0) -> Any:
         import fakeredis
 
         log.warning("no Redis URL given: serving from an embedded in-memory store; data lives in this process only")
-        return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), max_connections=EMBEDDED_CONNECTIONS)
     validate_url(url)
-    return Redis.from_url(
+    # A blocking pool: a burst of more concurrent commands than connections
+    # waits for a free one (up to timeout_s) instead of failing at once.
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
-        max_connections=512,
     )
+    return Redis(connection_pool=pool)
