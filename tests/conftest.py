@@ -18,11 +18,11 @@ from typing import Any
 import fakeredis
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from service.app import build_app
 from service.auth import AuthConfig
 from service.config import Settings
+from service.store import clients
 from service.store.clients import EMBEDDED_CONNECTIONS
 from service.store.core import SessionStore
 
@@ -140,7 +140,7 @@ async def redis_factory(backend: str, request: pytest.FixtureRequest) -> AsyncIt
         real: RedisServer = request.getfixturevalue("redis_server")
 
         def make() -> Any:
-            made.append(Redis.from_url(real.url, socket_timeout=5, socket_connect_timeout=5, max_connections=1000))
+            made.append(clients.connect(real.url, timeout_s=5))  # the production client
             return made[-1]
 
         first = make()

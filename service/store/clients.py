@@ -7,9 +7,11 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from .multiplex import MultiplexedRedis
 
 log = logging.getLogger("sessionstore.store")
 
@@ -35,7 +37,8 @@ def validate_url(url: str) -> None:
 
 
 def connect(url: str | None, *, timeout_s: float = 1.0) -> Any:
-    """An asyncio Redis client. Commands fail within about ``timeout_s`` when
+    """An asyncio Redis client (auto-pipelining: see multiplex.py; its pool
+    serves pub/sub and pipelines). Commands fail within about ``timeout_s`` when
     Redis does not answer, so the API can answer 503 in time; the client
     reconnects by itself on the next command once Redis is back."""
     if url is None:
@@ -55,4 +58,4 @@ def connect(url: str | None, *, timeout_s: float = 1.0) -> Any:
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
-    return Redis(connection_pool=pool)
+    return MultiplexedRedis.from_pool(pool)  # owns the pool: aclose() closes it
