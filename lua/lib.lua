@@ -126,6 +126,19 @@ local function prune_index(idx, exp_index, ttl_index, now, limit)
   end
 end
 
+-- Publishes a session's change event: {"version", "changed", "deleted"}
+-- (changed and deleted: lists of JSON-encoded names), with SPUBLISH (a
+-- cluster's sharded pub/sub) when flags has 'p', else PUBLISH.
+local function publish_change(channel, flags, version, changed, deleted)
+  local event = '{"version":' .. version .. ',"changed":[' .. table.concat(changed, ',') ..
+                '],"deleted":[' .. table.concat(deleted, ',') .. ']}'
+  if string.find(flags, 'p', 1, true) then
+    redis.call('SPUBLISH', channel, event)
+  else
+    redis.call('PUBLISH', channel, event)
+  end
+end
+
 ----------------------------------------------------------------------------
 -- A JSON tree that keeps every scalar as its original text, so values that a
 -- merge does not change come out byte for byte as they went in (no float

@@ -20,10 +20,5 @@ redis.call('DEL', key)
 redis.call('ZREM', idx, ARGV[2])
 redis.call('ZREM', exp_index, ARGV[2])
 redis.call('HDEL', ttl_index, ARGV[2])
-local event = '{"version":' .. (m.v + 1) .. ',"changed":[],"deleted":[' .. table.concat(deleted, ',') .. ']}'
-if string.find(ARGV[4], 'p', 1, true) then
-  redis.call('SPUBLISH', channel, event)
-else
-  redis.call('PUBLISH', channel, event)
-end
+publish_change(channel, ARGV[4], m.v + 1, {}, deleted)
 return {'ok', m.v + 1}

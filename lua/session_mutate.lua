@@ -14,13 +14,15 @@
 --       9 flags: 'd' = delete the session when no property and no TTL is left,
 --                'p' = publish with SPUBLISH (cluster) instead of PUBLISH,
 --                'x' = the TTL in ARGV[5] was asked for explicitly,
+--                'r' = answer 'ok' with the session as it is now (HGETALL) too,
 --       10.. the changes, three arguments each: op, field, value
 --         set f json | del f - | clr - - | mrg f json (RFC 7396 merge patch)
 --         sin f {"k":v,...} (set keys of an object) | din f "k" (remove a key)
 --         inc f number
 -- Returns {status, version, created (0|1), extra}; status 'ok', 'missing',
 -- 'exists', 'version', 'toolarge', 'toomany' or 'nan'; extra is the new value
--- of the last 'inc'.
+-- of the last 'inc'. With flag 'r', an 'ok' answer has a fifth element: the
+-- session hash after the change (field, value, ...; empty if it is gone).
 local key, idx, exp_index, ttl_index, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now = tonumber(ARGV[1])
 local sid = ARGV[2]
@@ -40,9 +42,16 @@ local count = 0
 if created == 0 then count = redis.call('HLEN', key) - 1 end
 local count_before, flags = count, ARGV[9]
 
+local function answer(status, version, made, extra)
+  if status == 'ok' and string.find(flags, 'r', 1, true) then
+    return {status, version, made, extra, redis.call('HGETALL', key)}
+  end
+  return {status, version, made, extra}
+end
+
 local function give_up(status, extra)
   if pruned > 0 then meta_store(key, m) end
-  return {status, m.v, 0, extra or ''}
+  return answer(status, m.v, 0, extra or '')
 end
 
 -- 1. Work out every new value (false = delete), reading only what is needed.
@@ -150,8 +159,9 @@ if max_props > 0 and count > max_props and count > count_before then return give
 if changes == 0 and created == 0 and ARGV[6] == '' then return give_up('ok', extra) end
 
 -- 3. Write.
+local version_before = m.v
 if string.find(flags, 'd', 1, true) and count == 0 and m.t == 0 then
-  if created == 1 then return {'ok', 0, 0, extra} end
+  if created == 1 then return answer('ok', 0, 0, extra) end
   redis.call('DEL', key)
   redis.call('ZREM', idx, sid)
   redis.call('ZREM', exp_index, sid)
@@ -186,11 +196,7 @@ else
 end
 prune_index(idx, exp_index, ttl_index, now, 16)
 
-local event = '{"version":' .. m.v .. ',"changed":[' .. table.concat(changed, ',') ..
-              '],"deleted":[' .. table.concat(deleted, ',') .. ']}'
-if string.find(flags, 'p', 1, true) then
-  redis.call('SPUBLISH', channel, event)
-else
-  redis.call('PUBLISH', channel, event)
-end
-return {'ok', m.v, created, extra}
+-- The change event, for a write that made a new version (one that only
+-- moved the idle expiry changed nothing a subscriber can see).
+if m.v ~= version_before then publish_change(channel, flags, m.v, changed, deleted) end
+return answer('ok', m.v, created, extra)

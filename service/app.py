@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import AuthConfig
 from .config import Settings
-from .faces import health, liveperson
+from .faces import docs, emporix, genesys, health, liveperson, metrics, native
+from .observability import Metrics, Observe, watch_termination
 from .store import clients
 from .store.core import UNAVAILABLE, SessionStore
 from .web import Context, json_response
@@ -25,7 +26,7 @@ from .web import Context, json_response
 log = logging.getLogger("sessionstore")
 
 # The API faces, in routing order; each module has routes(ctx) -> list of routes.
-FACES = (health, liveperson)
+FACES = (health, metrics, liveperson, genesys, emporix, native, docs)
 
 
 class PathAliases:
@@ -54,14 +55,23 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return json_response({"code": exc.status_code, "message": message}, exc.status_code, dict(exc.headers or {}))
 
 
-def build_app(settings: Settings, *, redis: Any = None, auth: AuthConfig | None = None) -> Starlette:
+def build_app(
+    settings: Settings, *, redis: Any = None, auth: AuthConfig | None = None, watch_signals: bool = False
+) -> Starlette:
     """The whole service. ``redis`` is the client to use (tests pass their
-    own); without it one is made from ``settings.redis_url``."""
+    own); without it one is made from ``settings.redis_url``.
+    ``app.state.shutting_down`` (an asyncio.Event) is set when the service
+    starts to shut down: with ``watch_signals`` (``sessionstore serve``) as
+    soon as SIGTERM or SIGINT arrives, before in-flight requests are waited
+    for; else at lifespan shutdown. Long responses (event streams) end when
+    it is set. ``app.state.metrics`` is the app's observability.Metrics."""
     if auth is None and settings.auth_file:
         auth = AuthConfig.load(settings.auth_file)
     client = redis if redis is not None else clients.connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
     store = SessionStore(client, limits=settings.limits)
     ctx = Context(settings, store, auth)
+    metrics = Metrics(store)
+    shutting_down = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -70,18 +80,30 @@ def build_app(settings: Settings, *, redis: Any = None, auth: AuthConfig | None 
         except UNAVAILABLE as exc:  # served as 503 until Redis answers; scripts load on first use
             log.warning("Redis does not answer yet (%s); starting anyway", type(exc).__name__)
         sweeper = asyncio.create_task(store.sweep_forever(settings.sweep_interval_s))
+        unwatch = watch_termination(shutting_down) if watch_signals else None
         try:
-            yield {"ctx": ctx}
+            yield {"ctx": ctx, "shutting_down": shutting_down}
         finally:
+            shutting_down.set()
+            if unwatch is not None:
+                unwatch()
+            metrics.close()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             if redis is None:
                 await client.aclose(close_connection_pool=True)
 
-    return Starlette(
+    app = Starlette(
         routes=[route for face in FACES for route in face.routes(ctx)],
-        middleware=[Middleware(PathAliases)],
+        middleware=[
+            Middleware(PathAliases),
+            # inside PathAliases: it reads the matched route from the scope that PathAliases passes on
+            Middleware(Observe, metrics=metrics, access_log=settings.access_log, auth=auth),
+        ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
+    app.state.shutting_down = shutting_down
+    return app

@@ -1,16 +1,26 @@
-"""The command line: ``sessionstore serve`` and ``sessionstore keys new``."""
+"""The command line: ``sessionstore serve | check | export | import | keys new``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import gzip
 import ipaddress
 import logging
+import logging.config
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
 
 ENV_PREFIX = "SESSIONSTORE_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
+APP_FACTORY = "service.cli:app_from_environment"  # what each worker process of serve --workers N builds
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -56,6 +66,85 @@ def parser() -> argparse.ArgumentParser:
         help="allow serving a non-loopback address with no auth file (anyone may do anything)",
     )
     serve.add_argument("--log-level", default=env("log_level", "info"), choices=LOG_LEVELS, help="default info")
+    serve.add_argument(
+        "--log-format",
+        default=env("log_format", "text"),
+        choices=LOG_FORMATS,
+        help="log lines as text or as one JSON object each (default text)",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        default=env_flag("access_log"),
+        help="log one line per request (method, path, route, status, duration, API key id, request id)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("workers", "1") or 1),
+        metavar="N",
+        help="worker processes sharing the port (default 1); more than 1 needs --redis-url",
+    )
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=float(env("shutdown_grace", "10") or 10),
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight requests and event streams may take to end (default 10)",
+    )
+    serve.add_argument(
+        "--genesys-idle-ttl",
+        type=int,
+        default=int(env("genesys_idle_ttl", "86400") or 86400),
+        metavar="SECONDS",
+        help="Genesys API: a session expires this long after its last read or write (default 86400; 0 = never)",
+    )
+    serve.add_argument(
+        "--emporix-idle-ttl",
+        type=int,
+        default=int(env("emporix_idle_ttl", "2592000") or 2592000),
+        metavar="SECONDS",
+        help="Emporix API: a session context expires this long after its last write "
+        "(default 2592000 = 30 days; 0 = never)",
+    )
+
+    redis_help = "redis://[user:password@]host:port/db, rediss:// or unix:// (default: $SESSIONSTORE_REDIS_URL)"
+    check = commands.add_parser(
+        "check",
+        help="check a Redis: does it answer, its version and mode, do the scripts load",
+        description=(
+            "Check that a Redis can serve sessionstore: it answers, its version and mode (standalone or "
+            "cluster), and every Lua script loads. Exits 0 when all is well, 1 otherwise."
+        ),
+    )
+    check.add_argument("--redis-url", default=env("redis_url"), help=redis_help)
+    check.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS", help="per Redis command (default 2)")
+
+    export = commands.add_parser(
+        "export",
+        help="write a tenant's sessions as JSON lines",
+        description="Write a tenant's sessions (properties, versions, remaining TTLs) as JSON lines, with a "
+        "progress bar on stderr. A file name ending in .gz is compressed.",
+    )
+    export.add_argument("--tenant", required=True, help="the tenant to export")
+    export.add_argument("--namespace", help="only this namespace (default: every namespace of the tenant)")
+    export.add_argument("--out", default="-", metavar="FILE", help="the file to write (default: standard output)")
+    export.add_argument("--redis-url", default=env("redis_url"), help=redis_help)
+    export.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    load = commands.add_parser(
+        "import",
+        help="load sessions from an export file",
+        description="Load the sessions of a sessionstore export file (from any Redis) into a Redis, with their "
+        "versions and remaining TTLs; a session that exists is replaced unless --skip-existing. A file name "
+        "ending in .gz is read compressed; - reads standard input.",
+    )
+    load.add_argument("file", metavar="FILE", help="the export file")
+    load.add_argument("--redis-url", default=env("redis_url"), help=redis_help)
+    load.add_argument(
+        "--skip-existing", action="store_true", help="keep sessions that exist, instead of replacing them"
+    )
+    load.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
@@ -66,18 +155,76 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from .config import Settings
+
+    return Settings(
+        host=args.host,
+        port=args.port,
+        redis_url=args.redis_url,
+        auth_file=args.auth_file,
+        insecure_no_auth=args.insecure_no_auth,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        genesys_idle_ttl_s=args.genesys_idle_ttl,
+        emporix_idle_ttl_s=args.emporix_idle_ttl,
+    )
+
+
+def export_to_environment(args: argparse.Namespace) -> None:
+    """Every serve option as its SESSIONSTORE_<NAME> variable, for the worker
+    processes: each one reads them back (app_from_environment)."""
+    for name, value in vars(args).items():
+        if name == "command":
+            continue
+        variable = ENV_PREFIX + name.upper()
+        if value is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def app_from_environment() -> Any:
+    """The app of one worker process of ``serve --workers N``, from the
+    SESSIONSTORE_* variables that serve set (uvicorn imports this by name)."""
+    from .app import build_app
+    from .auth import AuthConfig
+
+    args = parser().parse_args(["serve"])
+    auth = AuthConfig.load(args.auth_file) if args.auth_file else None
+    return build_app(settings_from_args(args), auth=auth, watch_signals=True)
+
+
+def _exit_on_termination(signum: int, frame: Any) -> None:
+    # uvicorn hands SIGTERM back to the handler it found once its graceful
+    # shutdown is done: the shutdown went as planned, so exit 0.
+    raise SystemExit(0)
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import build_app
     from .auth import AuthConfig, AuthFileError
-    from .config import Settings
-    from .store.clients import validate_url
+    from .observability import MULTIPROC_ENV, logging_config
+    from .store.clients import redact, validate_url
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_config = logging_config(args.log_format, args.log_level)
+    logging.config.dictConfig(log_config)
+    logging.captureWarnings(True)
+    log = logging.getLogger("sessionstore")
     if args.auth_file is None and not is_loopback(args.host) and not args.insecure_no_auth:
         print(
             f"sessionstore: refusing to serve {args.host} with no --auth-file (give one, or --insecure-no-auth)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.workers < 1 or args.shutdown_grace < 0:
+        print("sessionstore: --workers must be at least 1 and --shutdown-grace at least 0", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not args.redis_url:
+        print(
+            "sessionstore: --workers above 1 needs --redis-url (the embedded store lives in one process)",
             file=sys.stderr,
         )
         return 2
@@ -89,14 +236,252 @@ def serve(args: argparse.Namespace) -> int:
         print(f"sessionstore: {exc}", file=sys.stderr)
         return 2
     if auth is None:
-        logging.getLogger("sessionstore").warning(
+        log.warning(
             "no auth file: every request may do anything%s",
             "" if is_loopback(args.host) else " (--insecure-no-auth on a non-loopback address)",
         )
-    settings = Settings(host=args.host, port=args.port, redis_url=args.redis_url, log_level=args.log_level)
-    app = build_app(settings, auth=auth)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False)
+    try:
+        # faces check their auth file sections, e.g. [customer_tokens]; with
+        # workers, each builds its own app and this one only checks
+        app = build_app(settings_from_args(args), auth=auth, watch_signals=True)
+    except AuthFileError as exc:
+        print(f"sessionstore: {exc}", file=sys.stderr)
+        return 2
+    if args.redis_url:
+        log.info("Redis: %s", redact(args.redis_url))
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "log_config": log_config,
+        "access_log": False,  # observability.Observe writes the access log
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": args.shutdown_grace,
+    }
+    signal.signal(signal.SIGTERM, _exit_on_termination)
+    if args.workers == 1:
+        uvicorn.run(app, **options)
+        return 0
+    del app
+    export_to_environment(args)
+    # prometheus-client's multiprocess mode: each worker's counters in files
+    # here, summed by whichever worker answers GET /metrics
+    with tempfile.TemporaryDirectory(prefix="sessionstore-metrics-") as directory:
+        os.environ[MULTIPROC_ENV] = directory
+        uvicorn.run(APP_FACTORY, factory=True, workers=args.workers, **options)
     return 0
+
+
+# -- check, export, import -------------------------------------------------------
+
+
+def redis_client(url: str | None, timeout_s: float = 5.0) -> Any:
+    """A client of the Redis at ``url``; raises ValueError for a missing or bad URL."""
+    from .store import clients
+
+    if not url:
+        raise ValueError("give the Redis with --redis-url (or SESSIONSTORE_REDIS_URL)")
+    clients.validate_url(url)
+    return clients.connect(url, timeout_s=timeout_s)
+
+
+def check(args: argparse.Namespace) -> int:
+    from .store.checks import check as check_redis
+    from .store.clients import redact
+
+    try:
+        client = redis_client(args.redis_url, args.timeout)
+    except ValueError as exc:
+        print(f"sessionstore: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> Any:
+        try:
+            return await check_redis(client)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose(close_connection_pool=True)
+
+    report = asyncio.run(run())
+    where = redact(args.redis_url)
+    if not report.answers:
+        print(f"redis: does not answer at {where}: {report.problems[0]}")
+        return 1
+    print(f"redis: answers at {where} ({report.version}, {report.mode})")
+    print(f"scripts: {report.scripts_loaded} loaded")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    return 0 if report.ok else 1
+
+
+class ProgressBar:
+    """A progress bar on stderr: redrawn in place on a terminal (at most ten
+    times a second), else a line every few seconds; always a last line."""
+
+    def __init__(self, what: str, stream: IO[str] | None = None, enabled: bool = True) -> None:
+        self.what = what
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty()
+        self.started = time.monotonic()
+        self.shown_at = 0.0
+        self.done = 0
+        self.fraction: float | None = None
+
+    def text(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = f"{self.done / elapsed:,.0f}/s"
+        if self.fraction is None:
+            return f"{self.what}: {self.done:,} sessions, {rate}"
+        filled = int(self.fraction * 30)
+        return f"{self.what}: [{'#' * filled}{'.' * (30 - filled)}] {self.fraction:4.0%} {self.done:,} sessions, {rate}"
+
+    def update(self, done: int, fraction: float | None = None) -> None:
+        self.done, self.fraction = done, fraction
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.shown_at < (0.1 if self.tty else 5.0):
+            return
+        self.shown_at = now
+        if self.tty:
+            self.stream.write("\r" + self.text() + "\x1b[K")
+        else:
+            self.stream.write(self.text() + "\n")
+        self.stream.flush()
+
+    def close(self, summary: str) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+        if self.enabled:
+            self.stream.write(f"{summary} in {time.monotonic() - self.started:.1f} s\n")
+            self.stream.flush()
+
+
+@contextlib.contextmanager
+def output_file(name: str) -> Iterator[IO[bytes]]:
+    if name == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with open(name, "wb") as raw:
+        if name.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as packed:
+                yield packed  # type: ignore[misc]
+        else:
+            yield raw
+
+
+def export(args: argparse.Namespace) -> int:
+    from .store.clients import redact
+    from .store.core import UNAVAILABLE, SessionStore
+    from .store.transfer import TransferError, export_sessions
+
+    try:
+        client = redis_client(args.redis_url)
+    except ValueError as exc:
+        print(f"sessionstore: {exc}", file=sys.stderr)
+        return 2
+    bar = ProgressBar("export", enabled=not args.no_progress)
+
+    async def run() -> Any:
+        try:
+            with output_file(args.out) as out:
+                return await export_sessions(
+                    SessionStore(client), out, args.tenant, args.namespace, progress=bar.update
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose(close_connection_pool=True)
+
+    try:
+        stats = asyncio.run(run())
+    except TransferError as exc:
+        print(f"sessionstore: {exc}", file=sys.stderr)
+        return 1
+    except UNAVAILABLE as exc:
+        print(f"sessionstore: Redis at {redact(args.redis_url)} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"sessionstore: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    bar.close(f"exported {stats.sessions:,} sessions of {stats.namespaces} namespaces")
+    return 0
+
+
+class ReadProgress:
+    """The lines of a file, and how far into the file (0 to 1) they have got."""
+
+    def __init__(self, name: str) -> None:
+        self.raw: IO[bytes] = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+        self.size = 0
+        if name != "-":
+            self.size = os.fstat(self.raw.fileno()).st_size
+        packed = name.endswith(".gz")
+        self.lines: IO[bytes] = gzip.GzipFile(fileobj=self.raw, mode="rb") if packed else self.raw  # type: ignore[assignment]
+
+    def fraction(self) -> float | None:
+        if not self.size:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            return min(self.raw.tell() / self.size, 1.0)
+        return None
+
+    def close(self) -> None:
+        if self.raw is not sys.stdin.buffer:
+            self.raw.close()
+
+
+def import_(args: argparse.Namespace) -> int:
+    from .store.clients import redact
+    from .store.core import UNAVAILABLE, SessionStore
+    from .store.transfer import TransferError, import_sessions
+
+    try:
+        client = redis_client(args.redis_url)
+    except ValueError as exc:
+        print(f"sessionstore: {exc}", file=sys.stderr)
+        return 2
+    try:
+        source = ReadProgress(args.file)
+    except OSError as exc:
+        print(f"sessionstore: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    bar = ProgressBar("import", enabled=not args.no_progress)
+
+    async def run() -> Any:
+        try:
+            return await import_sessions(
+                SessionStore(client),
+                source.lines,
+                skip_existing=args.skip_existing,
+                progress=lambda done: bar.update(done, source.fraction()),
+            )
+        finally:
+            source.close()
+            with contextlib.suppress(Exception):
+                await client.aclose(close_connection_pool=True)
+
+    try:
+        stats = asyncio.run(run())
+    except TransferError as exc:
+        print(f"sessionstore: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    except UNAVAILABLE as exc:
+        print(f"sessionstore: Redis at {redact(args.redis_url)} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, EOFError) as exc:
+        print(f"sessionstore: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    summary = f"imported {stats.imported:,} sessions ({stats.namespaces} namespaces)"
+    if stats.skipped:
+        summary += f", kept {stats.skipped:,} that existed"
+    if stats.failed:
+        summary += f", {stats.failed:,} refused"
+    bar.close(summary)
+    for problem in stats.problems:
+        print(f"sessionstore: {problem}", file=sys.stderr)
+    return 1 if stats.failed else 0
 
 
 def keys_new(args: argparse.Namespace) -> int:
@@ -116,9 +501,8 @@ def keys_new(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    return keys_new(args)
+    commands = {"serve": serve, "check": check, "export": export, "import": import_, "keys": keys_new}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

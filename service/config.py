@@ -16,6 +16,7 @@ class Settings:
     auth_file: str | None = None  # None: no API keys (loopback only, unless insecure_no_auth)
     insecure_no_auth: bool = False
     log_level: str = "info"
+    access_log: bool = False  # one log line per request (service/observability.py)
     # limits on what a client may send or store
     max_body_bytes: int = 1024 * 1024
     max_name_chars: int = 256  # tenant, namespace, session and property names
@@ -26,3 +27,9 @@ class Settings:
     redis_timeout_s: float = 1.0  # per command
     request_deadline_s: float = 1.8  # a request waiting on Redis longer than this answers 503
     sweep_interval_s: float = 30.0  # reclaiming deleted namespaces
+    # native API: a comment line this often keeps an idle event stream open
+    sse_keepalive_s: float = 15.0
+    # Genesys face: a session expires this long after its last read or write (0 = never)
+    genesys_idle_ttl_s: int = 24 * 3600
+    # Emporix face: a session context expires this long after its last write (0 = never)
+    emporix_idle_ttl_s: int = 30 * 24 * 3600

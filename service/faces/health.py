@@ -4,24 +4,40 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..openapi import Face, build_routes, operation
 from ..store.core import UNAVAILABLE
-from ..web import Context, json_response
+from ..web import Context
+
+
+class Health(msgspec.Struct, omit_defaults=True):
+    status: str  # ok | ready | unavailable
+    message: str | None = None
+
+
+FACE = Face("health", "Liveness and readiness, for load balancers and orchestrators.", storage=False)
+
+
+def answer(health: Health, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(health), status, media_type="application/json")
 
 
 def routes(ctx: Context) -> list[Route]:
+    @operation("Liveness: the process answers", responses={200: Health})
     async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok"})
+        return answer(Health("ok"))
 
+    @operation("Readiness: Redis answers", responses={200: Health, 503: Health})
     async def readyz(request: Request) -> Response:
         try:
             async with asyncio.timeout(ctx.settings.request_deadline_s):
                 await ctx.store.ping()
         except UNAVAILABLE:
-            return json_response({"status": "unavailable", "message": "Redis does not answer"}, 503)
-        return json_response({"status": "ready"})
+            return answer(Health("unavailable", "Redis does not answer"), 503)
+        return answer(Health("ready"))
 
-    return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    return build_routes([("/healthz", "GET", healthz), ("/readyz", "GET", readyz)], FACE)

@@ -9,20 +9,84 @@ client reads ``message``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..openapi import Content, Face, Param, build_routes, operation
 from ..store.core import Changes, Status, WriteResult
-from ..web import ApiError, Context, guarded, int_param, iso8601, json_response, object_of_raw, raw_json_response
+from ..web import ApiError, Context, guarded, int_param, iso8601, json_response, raw_json_response
 
 DEFAULT_SESSION = "__default__"
 RESERVED_PREFIX = "__"  # namespaces of the other faces (__emporix__, __genesys__)
 MAX_TTL_S = 10 * 366 * 24 * 3600
 NO_CONTENT = 204
+
+# Property values are any JSON: they cross this face as the raw JSON text the
+# store keeps (msgspec.Raw), never decoded and encoded again.
+Properties = Annotated[dict[str, msgspec.Raw], msgspec.Meta(description="property name -> any JSON value")]
+
+
+class ErrorBody(msgspec.Struct):
+    code: int
+    message: str
+
+
+class NamespaceCreate(msgspec.Struct):
+    name: str
+
+
+class NamespaceEntry(msgspec.Struct, rename="camel"):
+    name: str
+    created_at: str
+    ttl_second: int | UnsetType = UNSET  # only when the namespace has a TTL
+
+
+class TtlSessionCreate(msgspec.Struct, rename="camel"):
+    session_id: str
+
+
+class TtlSessionEntry(msgspec.Struct, rename="camel"):
+    session_id: str
+    created_at: str
+    ttl_second: int
+
+
+class SessionPropertiesEntry(msgspec.Struct, rename="camel"):
+    session_id: str
+    property: Properties
+
+
+TTL_SECOND = Param("ttlSecond", Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_S)], "TTL in seconds")
+PAGE = [
+    Param("page", Annotated[int, msgspec.Meta(ge=0)], "page number, from 0"),
+    Param("perPage", Annotated[int, msgspec.Meta(ge=1, le=1000)], "ids per page (default 100)"),
+]
+FACE = Face(
+    "liveperson",
+    "The LivePerson Maven Context Session Store API (v1). `/v1/brand/...` is the same as `/v1/account/...`, and "
+    "the namespace-level property paths are the session `__default__`.",
+    error=Content(ErrorBody),
+    path_params={
+        "account": "the LivePerson account id (the tenant)",
+        "namespace": "the namespace: letters, digits, '_', '.', '-'",
+        "session": "the session id",
+        "property": "the property name",
+    },
+)
+
+
+def encode(value: Any) -> bytes:
+    return msgspec.json.encode(value)
+
+
+def raw_properties(properties: dict[str, bytes]) -> dict[str, msgspec.Raw]:
+    return {name: msgspec.Raw(value) for name, value in properties.items()}
 
 
 def render_error(error: ApiError) -> Response:
@@ -74,33 +138,51 @@ class LivePersonFace:
 
     # -- namespaces ----------------------------------------------------------
 
+    async def _body(self, request: Request, type_: Any) -> Any:
+        """The JSON body (with the shared limits) as ``type_``."""
+        try:
+            return msgspec.convert(await self.ctx.json(request), type_)
+        except msgspec.ValidationError as exc:
+            raise ApiError(400, f"invalid body: {exc}") from None
+
+    @operation(
+        "Create a namespace",
+        description="Creating one that exists is no error; with `ttlSecond` its TTL is set: properties written in it "
+        "from then on expire after that many seconds.",
+        scope="admin",
+        body=NamespaceCreate,
+        query=[TTL_SECOND],
+        responses={204: None},
+    )
     async def create_namespace(self, request: Request) -> Response:
         tenant = self._tenant(request)
         ttl = self._ttl(request)
         self.ctx.require(request, tenant, "admin")
-        body = await self.ctx.json_object(request)
-        name = body.get("name")
-        if not isinstance(name, str):
-            raise ApiError(400, "the body needs a string 'name'")
-        name = self.ctx.name(name, "namespace")
+        body: NamespaceCreate = await self._body(request, NamespaceCreate)
+        name = self.ctx.name(body.name, "namespace")
         if name.startswith(RESERVED_PREFIX):
             raise ApiError(400, f"namespace names starting with {RESERVED_PREFIX} are reserved")
         await self.store.ensure_namespace(tenant, name, ttl)
         return no_content()
 
+    @operation("List the namespaces", scope="read", responses={200: list[NamespaceEntry]}, errors=(400,))
     async def list_namespaces(self, request: Request) -> Response:
         tenant = self._tenant(request)
         self.ctx.require(request, tenant, "read")
-        listed: list[dict[str, Any]] = []
-        for ns in await self.store.list_namespaces(tenant):
-            if ns.name.startswith(RESERVED_PREFIX):
-                continue
-            entry: dict[str, Any] = {"name": ns.name, "createdAt": iso8601(ns.created_ms)}
-            if ns.ttl_s:
-                entry["ttlSecond"] = ns.ttl_s
-            listed.append(entry)
-        return json_response(listed)
+        listed = [
+            NamespaceEntry(ns.name, iso8601(ns.created_ms), ns.ttl_s or UNSET)
+            for ns in await self.store.list_namespaces(tenant)
+            if not ns.name.startswith(RESERVED_PREFIX)
+        ]
+        return raw_json_response(encode(listed))
 
+    @operation(
+        "Delete a namespace",
+        description="With every session in it; deleting one that does not exist is no error.",
+        scope="admin",
+        responses={204: None},
+        errors=(400,),
+    )
     async def delete_namespace(self, request: Request) -> Response:
         tenant = self._tenant(request)
         namespace = self._namespace(request)
@@ -110,6 +192,13 @@ class LivePersonFace:
 
     # -- properties ----------------------------------------------------------
 
+    @operation(
+        "Set properties",
+        description="Each member of the body is set as a property (added or replaced); the others stay.",
+        scope="write",
+        body=dict[str, Any],
+        responses={204: None},
+    )
     async def patch_properties(self, request: Request) -> Response:
         tenant, namespace, session = self._where(request, "write")
         body = await self.ctx.json_object(request)
@@ -118,6 +207,9 @@ class LivePersonFace:
             changes.set(self.ctx.identifier(name, "property name"), orjson.dumps(value))
         return self._written(await self.store.write(tenant, namespace, session, changes, drop_empty=True))
 
+    @operation(
+        "Set one property", description="The body is its value (any JSON).", scope="write", body=Any, responses={204: None}
+    )
     async def put_property(self, request: Request) -> Response:
         tenant, namespace, session = self._where(request, "write")
         name = self._property(request)
@@ -125,6 +217,14 @@ class LivePersonFace:
         changes = Changes().set(name, orjson.dumps(value))
         return self._written(await self.store.write(tenant, namespace, session, changes, drop_empty=True))
 
+    @operation(
+        "Read the properties",
+        description="All of them, or those that `include` names; a missing session reads as `{}`.",
+        scope="read",
+        query=[Param("include", str, "comma-separated property names")],
+        responses={200: Properties},
+        errors=(400,),
+    )
     async def get_properties(self, request: Request) -> Response:
         tenant, namespace, session = self._where(request, "read")
         include = request.query_params.get("include")
@@ -136,22 +236,43 @@ class LivePersonFace:
             for n in names:
                 self.ctx.identifier(n, "property name in include=")
         found = await self.store.read(tenant, namespace, session, names)
-        return raw_json_response(object_of_raw(found.properties) if found else b"{}")
+        return raw_json_response(encode(raw_properties(found.properties)) if found else b"{}")
 
+    @operation(
+        "Read one property",
+        description="As an object of that one property.",
+        scope="read",
+        responses={200: Properties},
+        errors=(400, 404),
+    )
     async def get_property(self, request: Request) -> Response:
         tenant, namespace, session = self._where(request, "read")
         name = self._property(request)
         found = await self.store.read(tenant, namespace, session, [name])
         if found is None or name not in found.properties:
             raise ApiError(404, f"property {name!r} not found")
-        return raw_json_response(object_of_raw({name: found.properties[name]}))
+        return raw_json_response(encode({name: msgspec.Raw(found.properties[name])}))
 
+    @operation(
+        "Delete one property",
+        description="Deleting one that is not there is no error.",
+        scope="write",
+        responses={204: None},
+        errors=(400,),
+    )
     async def delete_property(self, request: Request) -> Response:
         tenant, namespace, session = self._where(request, "write")
         name = self._property(request)
         await self.store.write(tenant, namespace, session, Changes().delete(name), drop_empty=True, create_namespace=False)
         return no_content()
 
+    @operation(
+        "Delete every property",
+        description="The session goes with them.",
+        scope="write",
+        responses={204: None},
+        errors=(400,),
+    )
     async def delete_session(self, request: Request) -> Response:
         tenant, namespace, session = self._where(request, "write")
         await self.store.write(tenant, namespace, session, Changes().clear(), drop_empty=True, create_namespace=False)
@@ -165,26 +286,43 @@ class LivePersonFace:
         assert page is not None and per_page is not None
         return page, per_page
 
+    @operation("List the session ids", scope="read", query=PAGE, responses={200: list[str]}, errors=(400,))
     async def session_ids(self, request: Request) -> Response:
         tenant = self._tenant(request)
         namespace = self._namespace(request)
         page, per_page = self._page(request)
         self.ctx.require(request, tenant, "read")
-        return json_response(await self.store.page_sessions(tenant, namespace, page, per_page))
+        return raw_json_response(encode(await self.store.page_sessions(tenant, namespace, page, per_page)))
 
+    @operation(
+        "List the sessions with their properties",
+        scope="read",
+        query=PAGE,
+        responses={200: list[SessionPropertiesEntry]},
+        errors=(400,),
+    )
     async def session_properties(self, request: Request) -> Response:
         tenant = self._tenant(request)
         namespace = self._namespace(request)
         page, per_page = self._page(request)
         self.ctx.require(request, tenant, "read")
         ids = await self.store.page_sessions(tenant, namespace, page, per_page)
-        parts = [
-            b'{"sessionId":' + orjson.dumps(s.session_id) + b',"property":' + object_of_raw(s.properties) + b"}"
+        entries = [
+            SessionPropertiesEntry(s.session_id, raw_properties(s.properties))
             for s in await self.store.read_many(tenant, namespace, ids)
             if s is not None
         ]
-        return raw_json_response(b"[" + b",".join(parts) + b"]")
+        return raw_json_response(encode(entries))
 
+    @operation(
+        "Give a session a TTL",
+        description="Properties written in the session from then on expire after `ttlSecond` seconds; the session is "
+        "created when missing.",
+        scope="admin",
+        body=TtlSessionCreate,
+        query=[Param("ttlSecond", TTL_SECOND.type, "TTL in seconds", required=True)],
+        responses={204: None},
+    )
     async def set_session_ttl(self, request: Request) -> Response:
         tenant = self._tenant(request)
         namespace = self._namespace(request)
@@ -192,24 +330,21 @@ class LivePersonFace:
         if ttl is None:
             raise ApiError(400, "query parameter ttlSecond is required")
         self.ctx.require(request, tenant, "admin")
-        body = await self.ctx.json_object(request)
-        session = body.get("sessionId")
-        if not isinstance(session, str):
-            raise ApiError(400, "the body needs a string 'sessionId'")
-        self.ctx.identifier(session, "session id")
+        body: TtlSessionCreate = await self._body(request, TtlSessionCreate)
+        session = self.ctx.identifier(body.session_id, "session id")
         await self.store.session_settings(tenant, namespace, session, ttl_s=ttl, create=True)
         return no_content()
 
+    @operation("List the sessions that have a TTL", scope="read", responses={200: list[TtlSessionEntry]}, errors=(400,))
     async def ttl_sessions(self, request: Request) -> Response:
         tenant = self._tenant(request)
         namespace = self._namespace(request)
         self.ctx.require(request, tenant, "read")
-        return json_response(
-            [
-                {"sessionId": s.session_id, "createdAt": iso8601(s.created_ms), "ttlSecond": s.ttl_s}
-                for s in await self.store.ttl_sessions(tenant, namespace)
-            ]
-        )
+        entries = [
+            TtlSessionEntry(s.session_id, iso8601(s.created_ms), s.ttl_s)
+            for s in await self.store.ttl_sessions(tenant, namespace)
+        ]
+        return raw_json_response(encode(entries))
 
     # -- routes --------------------------------------------------------------
 
@@ -239,26 +374,7 @@ class LivePersonFace:
             (session + "/properties/{property}", "DELETE", self.delete_property),
         ]
         deadline = self.ctx.settings.request_deadline_s
-        by_path: dict[str, dict[str, Any]] = {}
-        for path, method, handler in table:
-            by_path.setdefault(path, {})[method] = handler
-        return [
-            Route(path, _dispatch({m: guarded(h, render_error, deadline) for m, h in handlers.items()}), methods=list(handlers))
-            for path, handlers in by_path.items()
-        ]
-
-
-def _dispatch(handlers: dict[str, Any]) -> Any:
-    """One endpoint for several methods on one path."""
-    if len(handlers) == 1:
-        return next(iter(handlers.values()))
-
-    async def endpoint(request: Request) -> Response:
-        handler = handlers.get(request.method) or handlers["GET"]  # HEAD is GET without a body
-        response: Response = await handler(request)
-        return response
-
-    return endpoint
+        return build_routes(table, FACE, lambda handler: guarded(handler, render_error, deadline))
 
 
 def routes(ctx: Context) -> list[Route]:

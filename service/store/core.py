@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import enum
 import logging
 import time
@@ -86,6 +87,7 @@ class WriteResult:
     version: int
     created: bool = False
     value: bytes | None = None  # the new value, after an increment
+    session: Session | None = None  # the session after the write (write(read_back=True), status OK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,192 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     return bucket, last
 
 
+class EventsLost(Exception):
+    """A subscription ended without being closed by its subscriber: the
+    pub/sub connection to Redis was lost, or the subscriber fell more than
+    EventHub.backlog events behind. Events may have been missed since."""
+
+
+class Subscription:
+    """The change events of one session from the moment it was confirmed, as
+    the JSON texts the scripts publish: ``{"version", "changed", "deleted"}``.
+    ``await next(timeout)`` for each (None when none came in time);
+    ``await aclose()`` when done (safe to call more than once)."""
+
+    def __init__(self, hub: EventHub, channel: bytes, backlog: int) -> None:
+        self.channel = channel
+        self._hub = hub
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(backlog)
+        self._lost: str | None = None  # why it ended
+        self._closed = False
+
+    def _deliver(self, event: bytes) -> None:
+        if self._lost is not None:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self._end(f"the subscriber fell more than {self._queue.maxsize} events behind")
+
+    def _end(self, why: str) -> None:
+        if self._lost is None:
+            self._lost = why
+            with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes no one: next() drains it first
+                self._queue.put_nowait(None)
+
+    async def next(self, timeout: float | None = None) -> bytes | None:
+        """The next event; None when ``timeout`` seconds pass without one.
+        Raises EventsLost once the events before the loss are read."""
+        if self._lost is not None and self._queue.empty():
+            raise EventsLost(self._lost)
+        try:
+            async with asyncio.timeout(timeout):
+                event = await self._queue.get()
+        except TimeoutError:
+            return None
+        if event is None:
+            raise EventsLost(self._lost)
+        return event
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> bytes:
+        event = await self.next()
+        assert event is not None  # no timeout
+        return event
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._hub._leave(self)
+
+
+class EventHub:
+    """Redis pub/sub for the whole process: one connection however many
+    subscribers, taken from the client's pool with the first subscription and
+    given back with the last. subscribe() returns once Redis has confirmed the
+    subscription, so every event published after that reaches the subscriber,
+    in order; if the connection is lost, every subscription ends with
+    EventsLost instead of missing events silently."""
+
+    def __init__(self, redis: Any, *, sharded: bool = False, backlog: int = 1000) -> None:
+        self.redis = redis
+        self.sharded = sharded  # SSUBSCRIBE (Redis Cluster shard channels)
+        self.backlog = backlog
+        self._lock = asyncio.Lock()
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._channels: dict[bytes, set[Subscription]] = {}  # confirmed channels and their subscribers
+        self._confirming: dict[bytes, asyncio.Future[None]] = {}
+
+    @property
+    def channels(self) -> int:
+        """How many channels are subscribed to now."""
+        return len(self._channels)
+
+    async def subscribe(self, channel: str) -> Subscription:
+        name = channel.encode()
+        async with self._lock:
+            subscription = Subscription(self, name, self.backlog)
+            members = self._channels.get(name)
+            if members is not None:
+                members.add(subscription)
+                return subscription
+            if self._pubsub is None:
+                self._pubsub = self.redis.pubsub()
+            pubsub = self._pubsub
+            confirmed = asyncio.get_running_loop().create_future()
+            self._confirming[name] = confirmed
+            try:
+                await (pubsub.ssubscribe(name) if self.sharded else pubsub.subscribe(name))
+                if self._reader is None:
+                    self._reader = asyncio.create_task(self._read(pubsub), name="sessionstore-events")
+                await confirmed
+            except BaseException:
+                # The connection is in a state we do not know: start afresh.
+                self._confirming.pop(name, None)
+                old = self._drop("the pub/sub connection to Redis was reset")
+                await asyncio.shield(self._close(*old))
+                raise
+            self._channels[name] = {subscription}
+            return subscription
+
+    async def _leave(self, subscription: Subscription) -> None:
+        async with self._lock:
+            members = self._channels.get(subscription.channel)
+            if members is None or subscription not in members:
+                return  # its channel was dropped already
+            members.discard(subscription)
+            if members:
+                return
+            del self._channels[subscription.channel]
+            try:
+                # also before closing the connection: the embedded store keeps
+                # the subscriptions of a closed connection
+                await (
+                    self._pubsub.sunsubscribe(subscription.channel)
+                    if self.sharded
+                    else self._pubsub.unsubscribe(subscription.channel)
+                )
+            except UNAVAILABLE as exc:
+                log.warning("pub/sub unsubscribe failed (%s): resetting the connection", type(exc).__name__)
+            else:
+                if self._channels:
+                    return
+            old = self._drop("the pub/sub connection to Redis was reset")
+        await self._close(*old)
+
+    def _drop(self, why: str) -> tuple[Any, asyncio.Task[None] | None]:
+        """Forget the connection, ending every subscription (EventsLost(why));
+        returns the connection and its reader, for _close()."""
+        old = self._pubsub, self._reader
+        self._pubsub = self._reader = None
+        for members in self._channels.values():
+            for subscription in members:
+                subscription._end(why)
+        self._channels.clear()
+        for waiter in self._confirming.values():
+            if not waiter.done():
+                waiter.set_exception(EventsLost(why))
+        self._confirming.clear()
+        return old
+
+    @staticmethod
+    async def _close(pubsub: Any, reader: asyncio.Task[None] | None) -> None:
+        if reader is not None and reader is not asyncio.current_task():
+            # Python 3.11's asyncio.wait_for (which clients use inside a read)
+            # drops a cancellation that comes just as its read completes: repeat it.
+            while not reader.done():
+                reader.cancel()
+                await asyncio.wait([reader], timeout=0.1)
+        if pubsub is not None:
+            with contextlib.suppress(*UNAVAILABLE):
+                await pubsub.aclose()
+
+    async def _read(self, pubsub: Any) -> None:
+        try:
+            while self._pubsub is pubsub:
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                kind, name = message["type"], message["channel"]
+                if kind in ("message", "smessage"):
+                    for subscription in tuple(self._channels.get(name, ())):
+                        subscription._deliver(message["data"])
+                elif kind in ("subscribe", "ssubscribe"):
+                    waiter = self._confirming.pop(name, None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the connection is lost (any failure ends the subscriptions: none is missed silently)
+            if self._pubsub is pubsub:
+                log.warning("pub/sub connection to Redis lost (%s): ending %d subscriptions", exc, len(self._channels))
+                self._drop("the pub/sub connection to Redis was lost")
+            await self._close(pubsub, None)
+
+
 @dataclass
 class SessionStore:
     """All storage operations, on one redis-py (or fakeredis) asyncio client."""
@@ -183,6 +371,7 @@ class SessionStore:
     limits: Limits = field(default_factory=Limits)
     scripts: Scripts = field(default_factory=Scripts)
     sharded_events: bool = False  # SPUBLISH (Redis Cluster) instead of PUBLISH
+    _hub: EventHub | None = field(default=None, init=False, repr=False, compare=False)  # made by subscribe()
 
     # -- health ------------------------------------------------------------
 
@@ -302,6 +491,7 @@ class SessionStore:
         property_ttl_ms: int | None = None,
         drop_empty: bool = False,
         create_namespace: bool = True,
+        read_back: bool = False,
     ) -> WriteResult:
         """Apply ``changes`` to one session atomically.
 
@@ -311,21 +501,24 @@ class SessionStore:
         after its last write (0 clears it). ``property_ttl_ms``: TTL of the
         properties written, instead of the session's or namespace's.
         ``drop_empty``: a session left with no property (and no TTL) is deleted.
+        ``read_back``: the result carries the session as this write left it
+        (read in the same script, so no other write comes in between).
         """
         ns = await self._namespace_for_write(tenant, namespace, create_namespace)
         if ns is None:
             return WriteResult(Status.MISSING, 0)
         sk = keys.session(tenant, namespace, ns.generation, session_id)
-        flags = ("d" if drop_empty else "") + ("p" if self.sharded_events else "")
+        flags = ("d" if drop_empty else "") + ("p" if self.sharded_events else "") + ("r" if read_back else "")
         if property_ttl_ms is not None:
             stamp, flags = property_ttl_ms, flags + "x"
         else:
             stamp = ns.ttl_s * 1000
-        status, new_version, created, extra = await self._run(
+        now = now_ms()
+        reply = await self._run(
             self.scripts.session_mutate,
             sk,
             [
-                now_ms(),
+                now,
                 session_id,
                 "" if version is None else version,
                 existence.value,
@@ -337,7 +530,12 @@ class SessionStore:
                 *changes.args,
             ],
         )
-        return WriteResult(Status(status.decode()), int(new_version), bool(created), extra or None)
+        status, new_version, created, extra = reply[:4]
+        session = None
+        if len(reply) > 4:  # read_back: HGETALL from Lua, a flat list: field, value, field, value...
+            flat = reply[4]
+            session = _session_from_hash(session_id, dict(zip(flat[::2], flat[1::2], strict=True)), now)
+        return WriteResult(Status(status.decode()), int(new_version), bool(created), extra or None, session)
 
     async def delete_session(self, tenant: str, namespace: str, session_id: str, *, version: int | None = None) -> WriteResult:
         ns = await self.namespace(tenant, namespace)
@@ -366,6 +564,22 @@ class SessionStore:
             [now_ms(), session_id, "" if ttl_s is None else ttl_s, "1" if create else "0"],
         )
         return WriteResult(Status(status.decode()), int(version), bool(created))
+
+    # -- change events -----------------------------------------------------
+
+    async def subscribe(self, tenant: str, namespace: str, session_id: str) -> Subscription:
+        """The change events of one session, which the scripts that change it
+        publish (lua/session_mutate.lua, session_delete.lua), from the moment
+        this returns: Redis has confirmed the subscription by then. Close it
+        with ``await subscription.aclose()``. The session need not exist yet.
+        It follows the namespace's generation as it is now: after the
+        namespace is deleted, events of the one made again under its name are
+        not seen (subscribe again)."""
+        generation = await self.redis.hget(keys.namespace(tenant, namespace), "g")
+        channel = keys.session(tenant, namespace, int(generation or 0), session_id).events
+        if self._hub is None:
+            self._hub = EventHub(self.redis, sharded=self.sharded_events)
+        return await self._hub.subscribe(channel)
 
     # -- listings ----------------------------------------------------------
 
@@ -475,3 +689,24 @@ class SessionStore:
                         log.info("reclaimed %d sessions of deleted namespaces", count)
             except UNAVAILABLE as exc:
                 log.warning("sweep skipped: %s", exc)
+
+    # -- read with auto-create (the Genesys face) ----------------------------
+
+    async def read_or_create(
+        self, tenant: str, namespace: str, session_id: str, *, idle_ttl_ms: int | None = None
+    ) -> Session:
+        """The session with its live properties, created (empty, version 1) when
+        missing, its idle expiry moved to now + idle TTL: one script, so
+        concurrent calls for a missing id make one session. ``idle_ttl_ms`` as
+        in write(): None keeps the session's, 0 clears it."""
+        ns = await self._namespace_for_write(tenant, namespace, True)
+        assert ns is not None  # created when missing
+        sk = keys.session(tenant, namespace, ns.generation, session_id)
+        now = now_ms()
+        _created, flat = await self._run(
+            self.scripts.session_get_or_create, sk[:4], [now, session_id, "" if idle_ttl_ms is None else idle_ttl_ms]
+        )
+        # HGETALL from Lua is a flat list: field, value, field, value...
+        found = _session_from_hash(session_id, dict(zip(flat[::2], flat[1::2], strict=True)), now)
+        assert found is not None  # the script always stores the metadata
+        return found

@@ -1,0 +1,515 @@
+"""What an operator sees of a running service: Prometheus metrics, request
+ids, the access log, log formats, and the shutdown signal for long responses.
+
+- :class:`Metrics`: the Prometheus metrics of one app (``GET /metrics``). Each
+  app has a registry of its own, so many apps in one process (tests) do not
+  collide. With several worker processes (``serve --workers N``) the
+  counters live in files that every worker writes and the worker answering
+  a scrape sums up (prometheus-client's multiprocess mode, switched on by
+  ``PROMETHEUS_MULTIPROC_DIR``, which ``serve`` sets for its workers): a
+  scrape through the shared port then counts every worker, not a random one.
+- :class:`Observe`: a pure ASGI middleware that gives every request an id
+  (the client's ``X-Request-ID`` when it is sane, else a new one), sends it
+  back on every response, makes it part of every log line written while the
+  request is served, counts the request by route *template* (never the raw
+  path), and writes the access-log line.
+- :func:`logging_config`: text or JSON log lines on stderr, with the request
+  id; used for the service's own loggers and uvicorn's alike.
+- :func:`watch_termination`: SIGTERM and SIGINT set an asyncio.Event at once
+  (``app.state.shutting_down``), before the server waits for in-flight
+  requests, so an event stream can end by itself within the grace period.
+
+No log line here carries a header's value: API keys are named by their id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import glob
+import logging
+import os
+import re
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+from starlette.datastructures import Headers
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .auth import AuthConfig, Denied, presented_secret
+
+log = logging.getLogger("sessionstore")
+access_log = logging.getLogger("sessionstore.access")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+REQUEST_ID_HEADER = b"x-request-id"
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"  # the route label of a request that no route served
+EVENT_STREAM = b"text/event-stream"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+# The id of the request being served, for every log record made meanwhile.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("sessionstore_request_id", default=None)
+
+
+# -- metrics -----------------------------------------------------------------
+
+
+class Metrics:
+    """The metrics of one app. ``store`` (a SessionStore) is read for the
+    counters the storage core keeps itself: script reloads (NOSCRIPT answers)
+    and the multiplexer's connections to Redis (each one after the first is a
+    reconnect); they are brought up to date after every request and at every
+    scrape.
+
+    ``multiprocess_dir``: the directory of prometheus-client's multiprocess
+    mode; by default ``$PROMETHEUS_MULTIPROC_DIR`` when that is set (it must
+    be set before prometheus_client is first imported in the process, as
+    ``serve --workers N`` does for its workers)."""
+
+    def __init__(self, store: Any = None, *, multiprocess_dir: str | None = None) -> None:
+        self.store = store
+        self.multiprocess_dir = multiprocess_dir or os.environ.get(MULTIPROC_ENV) or None
+        registry = None if self.multiprocess_dir else CollectorRegistry(auto_describe=True)
+        self.registry = registry
+        self.requests = Counter(
+            "sessionstore_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "sessionstore_http_request_duration_seconds",
+            "Time to answer an HTTP request, from its start to the end of the response (event streams left out)",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.redis_errors = Counter(
+            "sessionstore_redis_errors",
+            "API requests that failed because Redis did not answer in time or answered an error (answered 503)",
+            ["route"],
+            registry=registry,
+        )
+        self.reconnects = Counter(
+            "sessionstore_redis_reconnects",
+            "Connections to Redis made again after the first one (a dropped or timed-out connection)",
+            registry=registry,
+        )
+        self.script_reloads = Counter(
+            "sessionstore_script_reloads",
+            "Lua scripts loaded again into Redis after a NOSCRIPT answer (a restart, failover or SCRIPT FLUSH)",
+            registry=registry,
+        )
+        self.event_streams = Gauge(
+            "sessionstore_event_streams_open",
+            "Event streams (text/event-stream responses) open now",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.workers = Gauge(
+            "sessionstore_workers",
+            "Worker processes serving",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.workers.set(1)
+        if registry is not None:
+            ProcessCollector(registry=registry)  # per process: left out in multiprocess mode
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+        self._reloads_seen = 0
+        self._reconnects_seen = 0
+
+    def observe(self, route: str, method: str, status: int, seconds: float, *, stream: bool = False) -> None:
+        """One request answered."""
+        children = self._children.get((route, method, status))
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+                self.redis_errors.labels(route) if status == 503 else None,
+            )
+            self._children[(route, method, status)] = children
+        requests, latency, redis_errors = children
+        requests.inc()
+        if not stream:
+            latency.observe(seconds)
+        if redis_errors is not None:
+            redis_errors.inc()
+        self.sync()
+
+    def sync(self) -> None:
+        """Bring the counters the storage core keeps up to date."""
+        store = self.store
+        if store is None:
+            return
+        reloads = store.scripts.reloads
+        if reloads > self._reloads_seen:
+            self.script_reloads.inc(reloads - self._reloads_seen)
+        self._reloads_seen = reloads
+        made = getattr(store.redis, "multiplexed_connections", 0)  # the embedded store has no connections
+        reconnects = max(int(made) - 1, 0)
+        if reconnects > self._reconnects_seen:
+            self.reconnects.inc(reconnects - self._reconnects_seen)
+        self._reconnects_seen = reconnects  # less: a new connection for a new event loop (tests)
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition format, and its media type."""
+        self.sync()
+        if self.registry is not None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        assert self.multiprocess_dir is not None
+        forget_dead_workers(self.multiprocess_dir)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        """This process stops serving (its live gauges are dropped)."""
+        if self.multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        else:
+            self.workers.set(0)
+
+
+def forget_dead_workers(directory: str) -> None:
+    """Drop the live gauges of worker processes that are gone without saying
+    so (killed): a worker that ends normally drops its own (Metrics.close)."""
+    from prometheus_client import multiprocess
+
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid = path.rsplit("_", 1)[-1][:-3]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- the request middleware ----------------------------------------------------
+
+
+PARAM_RE = re.compile(r"{([^}:]+)(?::[^}]+)?}")
+
+
+def route_templates(routes: Iterable[BaseRoute], prefix: str = "") -> dict[int, str]:
+    """id(route) -> the route's full path template, Mounts walked into."""
+    found: dict[int, str] = {}
+    for route in routes:
+        if isinstance(route, Mount):
+            found.update(route_templates(route.routes, prefix + route.path))
+        elif isinstance(route, Route):
+            found[id(route)] = prefix + PARAM_RE.sub(r"{\1}", route.path)
+    return found
+
+
+def printable(text: str) -> str:
+    """Text for a log line: control characters escaped (no forged lines)."""
+    return CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class Observe:
+    """Request ids, metrics and the access log, for every HTTP request.
+
+    It runs inside the app's routing middleware (after PathAliases), so that
+    after the request the router has left the matched route in the scope."""
+
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, access_log: bool = False, auth: AuthConfig | None = None
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+        self.auth = auth
+        self._templates: dict[int, str] | None = None
+
+    def template(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None or isinstance(route, Mount):
+            return UNMATCHED  # no route, or a Mount whose router found none
+        templates = self._templates
+        if templates is None:
+            app = scope.get("app")
+            templates = self._templates = route_templates(app.routes) if app is not None else {}
+        found = templates.get(id(route))
+        if found is None:  # a route made after the app was (not in app.routes): its own path
+            found = templates[id(route)] = PARAM_RE.sub(r"{\1}", getattr(route, "path", UNMATCHED))
+        return found
+
+    def key_id(self, scope: Scope) -> str:
+        """The id (label) of the API key the request carries: never the secret."""
+        if self.auth is None:
+            return "-"
+        secret = presented_secret(Headers(scope=scope))
+        if not secret:
+            return "-"
+        try:
+            return self.auth.authenticate(secret).id
+        except Denied:
+            return "unknown"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                text = value.decode("latin-1")
+                if REQUEST_ID_RE.fullmatch(text):
+                    rid = text
+                break
+        if rid is None:
+            rid = os.urandom(16).hex()  # as random as uuid4().hex, and quicker
+        token = request_id.set(rid)
+        started_at = time.perf_counter()
+        status = 500
+        started = stream = False
+        id_header = (REQUEST_ID_HEADER, rid.encode())
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status, started, stream
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != REQUEST_ID_HEADER]
+                headers.append(id_header)
+                for name, value in headers:
+                    if name.lower() == b"content-type" and value.startswith(EVENT_STREAM):
+                        stream = True
+                        self.metrics.event_streams.inc()
+                        break
+                message = {**message, "headers": headers}
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        except Exception as exc:
+            log.error(
+                "unhandled error on %s %s",
+                printable(scope["method"][:16]),
+                printable(scope["path"]),
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+            with contextlib.suppress(AttributeError):
+                exc._sessionstore_logged = True  # type: ignore[attr-defined]
+            if not started:
+                body = b'{"code":500,"message":"internal error"}'
+                await send_observed(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+                    }
+                )
+                await send_observed({"type": "http.response.body", "body": body})
+            raise
+        except asyncio.CancelledError:  # the shutdown grace ran out
+            if not started:
+                status = 499  # as nginx counts a request that got no answer
+            raise
+        finally:
+            seconds = time.perf_counter() - started_at
+            if stream:
+                self.metrics.event_streams.dec()
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            route = self.template(scope)
+            self.metrics.observe(route, method, status, seconds, stream=stream)
+            if self.access_log:
+                self.log_access(scope, route, status, seconds)
+            request_id.reset(token)
+
+    def log_access(self, scope: Scope, route: str, status: int, seconds: float) -> None:
+        path = printable(scope["path"])
+        key = self.key_id(scope)
+        client = scope.get("client")
+        ms = round(seconds * 1000, 1)
+        access_log.info(
+            "%s %s %d %.1f ms route=%s key=%s",
+            scope["method"] if scope["method"] in METHODS else printable(scope["method"][:16]),
+            path,
+            status,
+            ms,
+            route,
+            key,
+            extra={
+                "access": {
+                    "method": scope["method"] if scope["method"] in METHODS else "other",
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": ms,
+                    "key": key,
+                    "client": client[0] if client else None,
+                }
+            },
+        )
+
+
+# -- logging -------------------------------------------------------------------
+
+
+class RequestContextFilter(logging.Filter):
+    """Puts the id of the request being served (if any) on every record, as
+    ``record.request_id``. Also drops uvicorn's second report of an error
+    that :class:`Observe` has logged already (with the request id)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.exc_info
+            and getattr(record.exc_info[1], "_sessionstore_logged", False)
+            and record.name.startswith("uvicorn")
+        ):
+            return False
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id.get()
+        return True
+
+
+def iso_time(seconds: float) -> str:
+    millis = int(seconds * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-01-02T03:04:05.678Z INFO sessionstore.access: GET / 200 … request_id=…``"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{iso_time(record.created)} {record.levelname} {record.name}: {printable(record.getMessage())}"
+        rid = getattr(record, "request_id", None)
+        if rid:
+            line += f" request_id={rid}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, request_id when
+    there is one, the access log's fields, and an error's traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": iso_time(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None)
+        if rid:
+            out["request_id"] = rid
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            out.update(access)
+        if record.exc_info:
+            out["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        return orjson.dumps(out, default=str).decode()
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def logging_config(log_format: str = "text", level: str = "info") -> dict[str, Any]:
+    """A logging.config.dictConfig dictionary: every logger (uvicorn's too)
+    to stderr in ``log_format``, with the request id. uvicorn's own access
+    log is off: :class:`Observe` writes the access log."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+    formatter = JsonFormatter if log_format == "json" else TextFormatter
+    level = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request": {"()": f"{__name__}.RequestContextFilter"}},
+        "formatters": {"default": {"()": f"{__name__}.{formatter.__name__}"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "default",
+                "filters": ["request"],
+            }
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            "uvicorn": {"level": level, "handlers": [], "propagate": True},
+            "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
+            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        },
+    }
+
+
+def configure_logging(log_format: str = "text", level: str = "info") -> None:
+    import logging.config
+
+    logging.config.dictConfig(logging_config(log_format, level))
+    logging.captureWarnings(True)
+
+
+# -- shutting down ---------------------------------------------------------------
+
+TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_watched: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
+_saved_handlers: dict[int, Any] = {}
+_watch_lock = threading.Lock()
+
+
+def _on_termination(sig: int, frame: Any) -> None:
+    for event, loop in list(_watched.items()):
+        with contextlib.suppress(RuntimeError):  # its loop is closed
+            loop.call_soon_threadsafe(event.set)
+    previous = _saved_handlers.get(sig, signal.SIG_DFL)
+    if callable(previous):
+        previous(sig, frame)
+    elif previous == signal.SIG_DFL:
+        signal.signal(sig, signal.SIG_DFL)
+        signal.raise_signal(sig)
+
+
+def watch_termination(event: asyncio.Event) -> Callable[[], None]:
+    """From now on SIGTERM and SIGINT set ``event`` (on the running loop)
+    before reaching the handler that was there before (uvicorn's, which
+    starts the graceful shutdown). Returns the function that stops watching;
+    the previous handlers are back once nothing is watched. Does nothing
+    outside the main thread, where no signal handler can be set."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    with _watch_lock:
+        if not _watched:
+            for sig in TERMINATION_SIGNALS:
+                _saved_handlers[sig] = signal.signal(sig, _on_termination)
+        _watched[event] = loop
+
+    def unwatch() -> None:
+        with _watch_lock:
+            if _watched.pop(event, None) is None or _watched:
+                return
+            for sig, handler in _saved_handlers.items():
+                if signal.getsignal(sig) is _on_termination:
+                    signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            _saved_handlers.clear()
+
+    return unwatch
