@@ -1,0 +1,212 @@
+"""Processes the benchmark starts: each in its own process group, each
+stopped (SIGTERM, then SIGKILL) when the run ends, however it ends."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"  # every server and every load stays on loopback
+ROOT = Path(__file__).resolve().parents[1]  # the repository: bench/ and service/ import from here
+
+
+def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
+    """``argv`` run on the CPUs ``cpus`` (taskset's list, e.g. "0" or "1-3"); as it is for None."""
+    if not cpus:
+        return list(argv)
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", cpus, *argv] if taskset else list(argv)
+
+
+def cpu_split() -> tuple[str | None, str | None]:
+    """The CPU the server under test gets to itself, and the ones wrk and
+    Redis share: (first, the rest) of the CPUs this process may use; no
+    pinning (None, None) with fewer than two."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None, None
+    if len(cpus) < 2:
+        return None, None
+    return str(cpus[0]), ",".join(map(str, cpus[1:]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class ProcessGroup:
+    """Every process the run started; ``stop_all`` ends them (their whole
+    process groups), newest first."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: Sequence[str], *, log: Path | None = None, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
+        try:
+            process = subprocess.Popen(
+                list(argv), stdout=out, stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True,
+            )
+        finally:
+            if log is not None:
+                out.close()  # type: ignore[union-attr]
+        self.running.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait(5)
+        else:
+            # the leader is gone; anything it left in its group goes too
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if process in self.running:
+            self.running.remove(process)
+
+    def stop_all(self) -> None:
+        for process in reversed(list(self.running)):
+            self.stop(process)
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, process: subprocess.Popen[bytes] | None = None,
+               log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode}{log_tail(log)}")
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start within {timeout_s:.0f} s{log_tail(log)}")
+
+
+def log_tail(log: Path | None, lines: int = 30) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").splitlines()[-lines:]
+    return "\n--- " + str(log) + " (last lines) ---\n" + "\n".join(text)
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server on a free port, in its own directory (never the
+    machine's shared Redis on 6379)."""
+
+    procs: ProcessGroup
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    cpus: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server, or run ./scripts/test once)")
+        directory = Path(tempfile.mkdtemp(prefix="redis-", dir=self.workdir))
+        log = self.workdir / "redis.log"
+        self.process = self.procs.start(
+            pinned([binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                    "--dir", str(directory), "--protected-mode", "yes"], self.cpus),
+            log=log,
+        )
+        wait_until(self._pong, 15, "redis-server", self.process, log)
+        return self
+
+    def _pong(self) -> bool:
+        with socket.create_connection((HOST, self.port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.procs.stop(self.process)
+            self.process = None
+
+
+UVICORN_FLAGS = ("--host", HOST, "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+                 "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "30")
+
+
+@dataclass
+class UvicornServer:
+    """One uvicorn worker serving ``app`` (module:attribute), with the same
+    settings for the service and the yardstick."""
+
+    procs: ProcessGroup
+    workdir: Path
+    app: str
+    name: str
+    factory: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    ready_path: str = "/"
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    cpus: str | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def argv(self) -> list[str]:
+        return pinned([sys.executable, "-m", "uvicorn", *(["--factory"] if self.factory else []), self.app,
+                       "--port", str(self.port), *UVICORN_FLAGS], self.cpus)
+
+    def start(self) -> UvicornServer:
+        log = self.workdir / f"{self.name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSTORE_")}
+        env.update(self.env)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        self.process = self.procs.start(self.argv(), log=log, env=env, cwd=ROOT)
+        wait_until(self._ready, 30, self.name, self.process, log)
+        return self
+
+    def _ready(self) -> bool:
+        from .client import Http
+
+        with Http(self.port, timeout_s=1.0) as http:
+            return http.request("GET", self.ready_path).status == 200
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self) -> str:
+        return log_tail(self.workdir / f"{self.name}.log")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.procs.stop(self.process)
+            self.process = None
