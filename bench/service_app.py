@@ -16,7 +16,7 @@ import os
 
 from starlette.applications import Starlette
 
-from service.app import build_app
+from service.app import build_app, tune_gc_for_serving
 from service.config import Settings
 
 
@@ -25,4 +25,6 @@ def app() -> Starlette:
     if not url:
         raise RuntimeError("SESSIONSTORE_REDIS_URL must name the benchmark's private redis-server")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return build_app(Settings(redis_url=url, log_level="warning"))
+    built = build_app(Settings(redis_url=url, log_level="warning"))
+    tune_gc_for_serving()  # as sessionstore serve does
+    return built

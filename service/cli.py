@@ -187,12 +187,14 @@ def export_to_environment(args: argparse.Namespace) -> None:
 def app_from_environment() -> Any:
     """The app of one worker process of ``serve --workers N``, from the
     SESSIONSTORE_* variables that serve set (uvicorn imports this by name)."""
-    from .app import build_app
+    from .app import build_app, tune_gc_for_serving
     from .auth import AuthConfig
 
     args = parser().parse_args(["serve"])
     auth = AuthConfig.load(args.auth_file) if args.auth_file else None
-    return build_app(settings_from_args(args), auth=auth, watch_signals=True)
+    app = build_app(settings_from_args(args), auth=auth, watch_signals=True)
+    tune_gc_for_serving()
+    return app
 
 
 def _exit_on_termination(signum: int, frame: Any) -> None:
@@ -204,7 +206,7 @@ def _exit_on_termination(signum: int, frame: Any) -> None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .app import build_app
+    from .app import build_app, tune_gc_for_serving
     from .auth import AuthConfig, AuthFileError
     from .observability import MULTIPROC_ENV, logging_config
     from .store.clients import redact, validate_url
@@ -260,6 +262,7 @@ def serve(args: argparse.Namespace) -> int:
     }
     signal.signal(signal.SIGTERM, _exit_on_termination)
     if args.workers == 1:
+        tune_gc_for_serving()
         uvicorn.run(app, **options)
         return 0
     del app

@@ -25,7 +25,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # Redis
     redis_timeout_s: float = 1.0  # per command
-    request_deadline_s: float = 1.8  # a request waiting on Redis longer than this answers 503
+    request_deadline_s: float = 1.8  # /readyz: Redis must answer a PING within this
     sweep_interval_s: float = 30.0  # reclaiming deleted namespaces
     # native API: a comment line this often keeps an idle event stream open
     sse_keepalive_s: float = 15.0

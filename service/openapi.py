@@ -23,7 +23,7 @@ Documenting a face takes two steps.
        FACE = Face("liveperson", "The LivePerson Maven Context Session Store API", error=Content(ErrorBody))
 
        def routes(ctx):
-           wrap = lambda handler: guarded(handler, render_error, ctx.settings.request_deadline_s)
+           wrap = lambda handler: guarded(handler, render_error)
            return build_routes([(path, "GET", get_session), ...], FACE, wrap)
 
 A face that builds its own route (say, one endpoint dispatching on the path

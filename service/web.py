@@ -4,7 +4,6 @@ unreachable Redis) into the face's own error format."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -138,14 +137,17 @@ def int_param(request: Request, name: str, default: int | None, low: int, high: 
     return value
 
 
-def guarded(handler: Handler, render: ErrorRenderer, deadline_s: float) -> Handler:
+def guarded(handler: Handler, render: ErrorRenderer) -> Handler:
     """The endpoint with every failure a client can cause, or that Redis can,
-    answered in the face's own error format."""
+    answered in the face's own error format.
+
+    No timer per request: the Redis client bounds every wait (its socket
+    timeout, the multiplexer's watchdog, the pool's wait), so a Redis that
+    does not answer fails the request with a RedisError in time for 503."""
 
     async def endpoint(request: Request) -> Response:
         try:
-            async with asyncio.timeout(deadline_s):
-                return await handler(request)
+            return await handler(request)
         except ApiError as exc:
             return render(exc)
         except Denied as exc:

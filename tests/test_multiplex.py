@@ -117,3 +117,12 @@ async def test_pooled_commands_still_work(mux: MultiplexedRedis) -> None:
     message = await pubsub.get_message(timeout=2)
     assert message is not None and message["data"] == b"hello"
     await pubsub.aclose()
+
+
+async def test_execute_many_answers_together(mux: MultiplexedRedis) -> None:
+    await mux.set("s", "v")
+    await mux.hset("h", "f", "1")
+    assert await mux.execute_many(("GET", "s"), ("HGETALL", "h")) == [b"v", {b"f": b"1"}]
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await mux.execute_many(("INCR", "h"), ("GET", "s"))
+    assert await mux.get("s") == b"v"  # still in step

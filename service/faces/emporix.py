@@ -568,8 +568,7 @@ class EmporixFace:
             (base + "/me/context/attributes", "POST", self.add_own_attribute),
             (base + "/me/context/attributes/{attributeName:path}", "DELETE", self.delete_own_attribute),
         ]
-        deadline = self.ctx.settings.request_deadline_s
-        return build_routes(table, FACE, lambda handler: guarded(handler, render_error, deadline))
+        return build_routes(table, FACE, lambda handler: guarded(handler, render_error))
 
 
 def routes(ctx: Context) -> list[Route]:

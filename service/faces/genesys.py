@@ -250,10 +250,9 @@ class GenesysFace:
     # -- routes --------------------------------------------------------------
 
     def routes(self) -> list[Route]:
-        deadline = self.ctx.settings.request_deadline_s
-        create = guarded(self.create, render_error, deadline)
-        read = guarded(self.read, render_error, deadline)
-        associate = guarded(self.associate, render_error, deadline)
+        create = guarded(self.create, render_error)
+        read = guarded(self.read, render_error)
+        associate = guarded(self.associate, render_error)
 
         async def endpoint(request: Request) -> Response:
             # One route for the whole path, so /sessions/new and /sessions/{id}

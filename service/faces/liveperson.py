@@ -352,17 +352,14 @@ class LivePersonFace:
         base = "/v1/account/{account}"
         ns = base + "/{namespace}"
         session = ns + "/{session}"
+        # Routes are tried in this order: the busiest (a session's properties)
+        # early. Where two paths could match, the first wins: ".../namespace/
+        # {ns}/session" is the session-TTL list, and "{ns}/properties/{name}"
+        # a property of __default__ (not the properties of a session named
+        # "properties").
         table: list[tuple[str, str, Any]] = [
             (base + "/namespace/{namespace}/session", "POST", self.set_session_ttl),
             (base + "/namespace/{namespace}/session", "GET", self.ttl_sessions),
-            (base, "POST", self.create_namespace),
-            (base, "GET", self.list_namespaces),
-            (ns, "DELETE", self.delete_namespace),
-            (ns + "/session-ids", "GET", self.session_ids),
-            (ns + "/session-properties", "GET", self.session_properties),
-            (ns + "/properties", "PATCH", self.patch_properties),
-            (ns + "/properties", "GET", self.get_properties),
-            (ns + "/properties", "DELETE", self.delete_session),
             (ns + "/properties/{property}", "PUT", self.put_property),
             (ns + "/properties/{property}", "GET", self.get_property),
             (ns + "/properties/{property}", "DELETE", self.delete_property),
@@ -372,9 +369,16 @@ class LivePersonFace:
             (session + "/properties/{property}", "PUT", self.put_property),
             (session + "/properties/{property}", "GET", self.get_property),
             (session + "/properties/{property}", "DELETE", self.delete_property),
+            (ns + "/properties", "PATCH", self.patch_properties),
+            (ns + "/properties", "GET", self.get_properties),
+            (ns + "/properties", "DELETE", self.delete_session),
+            (base, "POST", self.create_namespace),
+            (base, "GET", self.list_namespaces),
+            (ns, "DELETE", self.delete_namespace),
+            (ns + "/session-ids", "GET", self.session_ids),
+            (ns + "/session-properties", "GET", self.session_properties),
         ]
-        deadline = self.ctx.settings.request_deadline_s
-        return build_routes(table, FACE, lambda handler: guarded(handler, render_error, deadline))
+        return build_routes(table, FACE, lambda handler: guarded(handler, render_error))
 
 
 def routes(ctx: Context) -> list[Route]:

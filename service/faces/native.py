@@ -685,9 +685,8 @@ class NativeFace:
             (prop, "DELETE", self.delete_property),
             (prop + ":increment", "POST", self.increment),
         ]
-        deadline = self.ctx.settings.request_deadline_s
         inner = build_routes(
-            table, FACE, lambda handler: guarded(handler, render_problem, deadline), route_class=ProblemRoute
+            table, FACE, lambda handler: guarded(handler, render_problem), route_class=ProblemRoute
         )
         return [Mount(PREFIX, app=Router(inner, redirect_slashes=False, default=not_found))]
 

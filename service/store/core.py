@@ -29,6 +29,10 @@ from .scripts import Script, Scripts
 
 log = logging.getLogger("sessionstore.store")
 
+# How many namespaces' last seen generations a store remembers (a guess that
+# saves a round trip on reads; a wrong one costs one more).
+GENERATIONS_REMEMBERED = 100_000
+
 # What the faces catch to answer 503: Redis could not be reached or answered
 # with an error that is not the client's fault.
 UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
@@ -372,6 +376,8 @@ class SessionStore:
     scripts: Scripts = field(default_factory=Scripts)
     sharded_events: bool = False  # SPUBLISH (Redis Cluster) instead of PUBLISH
     _hub: EventHub | None = field(default=None, init=False, repr=False, compare=False)  # made by subscribe()
+    # (tenant, namespace) -> the generation last seen: see read()
+    _generations: dict[tuple[str, str], int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- health ------------------------------------------------------------
 
@@ -451,21 +457,45 @@ class SessionStore:
     # -- sessions ----------------------------------------------------------
 
     async def read(self, tenant: str, namespace: str, session_id: str, names: Sequence[str] | None = None) -> Session | None:
-        """One session with its live properties (only ``names``, when given); None when there is none."""
-        ns = await self.namespace(tenant, namespace)
-        if ns is None:
-            return None
-        key = keys.session(tenant, namespace, ns.generation, session_id).session
+        """One session with its live properties (only ``names``, when given); None when there is none.
+
+        The namespace's metadata and the session are read in one round trip,
+        the session under the generation last seen for the namespace; only
+        when the namespace has moved on since is the session read again."""
+        ns_key = keys.namespace(tenant, namespace)
+        generation = self._generations.get((tenant, namespace), 0)
+        fields = None if names is None else [keys.property_field(n) for n in names]
+        while True:
+            key = keys.session(tenant, namespace, generation, session_id).session
+            read = ("HGETALL", key) if fields is None else ("HMGET", key, keys.META_FIELD, *fields)
+            (c, _t, g), found = await self._together(("HMGET", ns_key, "c", "t", "g"), read)
+            if c is None:
+                return None
+            if int(g or 0) == generation:
+                break
+            generation = self._remember(tenant, namespace, int(g or 0))
         now = now_ms()
-        if names is None:
-            return _session_from_hash(session_id, await self.redis.hgetall(key), now)
-        fields = [keys.property_field(n) for n in names]
-        values = await self.redis.hmget(key, keys.META_FIELD, *fields)
-        if values[0] is None:
+        if fields is None:
+            return _session_from_hash(session_id, found, now)
+        if found[0] is None:
             return None
         return _session_from_hash(
-            session_id, {b":": values[0], **{f.encode(): v for f, v in zip(fields, values[1:]) if v is not None}}, now
+            session_id, {b":": found[0], **{f.encode(): v for f, v in zip(fields, found[1:]) if v is not None}}, now
         )
+
+    async def _together(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Commands sent in one round trip where the client can (see
+        multiplex.MultiplexedRedis.execute_many), else one after another."""
+        many = getattr(self.redis, "execute_many", None)
+        if many is not None:
+            return list(await many(*commands))
+        return [await self.redis.execute_command(*command) for command in commands]
+
+    def _remember(self, tenant: str, namespace: str, generation: int) -> int:
+        if len(self._generations) >= GENERATIONS_REMEMBERED:
+            self._generations.clear()
+        self._generations[(tenant, namespace)] = generation
+        return generation
 
     async def read_many(self, tenant: str, namespace: str, session_ids: Sequence[str]) -> list[Session | None]:
         """Several sessions of one namespace, pipelined (None for each one missing)."""

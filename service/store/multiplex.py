@@ -78,13 +78,17 @@ class _Link:
     async def call(self, packed: bytes) -> Any:
         if self.writer is None:
             await self._connect()
+        return await self.send(packed)
+
+    def send(self, packed: bytes) -> asyncio.Future[Any]:
+        """Queue one command (the connection must be up); its reply's future."""
         waiter = self.loop.create_future()
         self.unsent.append(packed)
         self.unsent_waiters.append(waiter)
         if not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self._flush)
-        return await waiter
+        return waiter
 
     def _flush(self) -> None:
         self.flush_scheduled = False
@@ -225,18 +229,52 @@ class MultiplexedRedis(Redis):
             return callback(response, **options)
         return response
 
+    async def execute_many(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Several commands sent together, answered together: one round trip
+        and one wake-up of the caller, not one each. Their replies as
+        execute_command gives them; the first error is raised once all came."""
+        link = self._link_for_loop()
+        if link.writer is None:
+            await link._connect()
+        waiters = [link.send(self._pack(command)) for command in commands]
+        results: list[Any] = []
+        error: BaseException | None = None
+        for command, waiter in zip(commands, waiters, strict=True):
+            try:
+                response = await waiter
+            except RedisError as exc:
+                error = error or exc
+                results.append(None)
+                continue
+            callback = self.response_callbacks.get(command[0])
+            results.append(callback(response) if callback is not None else response)
+        if error is not None:
+            raise error
+        return results
+
     def _pack(self, args: tuple[Any, ...]) -> bytes:
-        encoder = self._encoder
-        if encoder is None:
-            encoder = self._encoder = self.connection_pool.get_encoder()
-        encode = encoder.encode
+        """RESP for one command. str, bytes and int (the store's arguments) are
+        packed here; anything else goes through redis-py's encoder (which
+        also refuses what Redis cannot take)."""
         name = args[0]
-        parts = (name.encode().split() if isinstance(name, str) else name.split()) + [encode(a) for a in args[1:]]
-        out = [b"*%d\r\n" % len(parts)]
-        for part in parts:
-            out.append(b"$%d\r\n" % len(part))
-            out.append(part)
-            out.append(b"\r\n")
+        words = name.split() if isinstance(name, str) else name.decode().split()
+        out = [b"*%d\r\n" % (len(words) + len(args) - 1)]
+        for word in words:
+            out.append(b"$%d\r\n%s\r\n" % (len(word), word.encode()))
+        for arg in args[1:]:
+            kind = type(arg)
+            if kind is bytes:
+                data = arg
+            elif kind is str:
+                data = arg.encode()
+            elif kind is int:
+                data = b"%d" % arg
+            else:
+                encoder = self._encoder
+                if encoder is None:
+                    encoder = self._encoder = self.connection_pool.get_encoder()
+                data = encoder.encode(arg)
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
         return b"".join(out)
 
     @property
