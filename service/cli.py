@@ -107,6 +107,22 @@ def parser() -> argparse.ArgumentParser:
         help="Emporix API: a session context expires this long after its last write "
         "(default 2592000 = 30 days; 0 = never)",
     )
+    # limits on what a client may send or store (see README, Configuration: Limits)
+    for flag, default, meaning in (
+        ("max-body-bytes", 1024 * 1024, "largest request body, in bytes (413 over it)"),
+        ("max-session-chars", 800_000, "most characters of names and values stored in one session (413)"),
+        ("max-properties", 10_000, "most properties in one session (413)"),
+        ("max-name-chars", 256, "longest tenant, namespace, session, property or attribute name (400)"),
+        ("max-json-depth", 64, "deepest nesting of arrays and objects in a JSON body (400)"),
+        ("max-list-items", 1000, "most names in include= and most session ids in one batch read (400)"),
+    ):
+        serve.add_argument(
+            f"--{flag}",
+            type=int,
+            default=int(env(flag.replace("-", "_"), str(default)) or default),
+            metavar="N",
+            help=f"{meaning} (default {default})",
+        )
 
     redis_help = "redis://[user:password@]host:port/db, rediss:// or unix:// (default: $SESSIONSTORE_REDIS_URL)"
     check = commands.add_parser(
@@ -157,6 +173,7 @@ def parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     from .config import Settings
+    from .store.core import Limits
 
     return Settings(
         host=args.host,
@@ -168,6 +185,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         access_log=args.access_log,
         genesys_idle_ttl_s=args.genesys_idle_ttl,
         emporix_idle_ttl_s=args.emporix_idle_ttl,
+        max_body_bytes=args.max_body_bytes,
+        max_name_chars=args.max_name_chars,
+        max_json_depth=args.max_json_depth,
+        max_list_items=args.max_list_items,
+        limits=Limits(max_chars=args.max_session_chars, max_properties=args.max_properties),
     )
 
 

@@ -171,7 +171,11 @@ def build_routes(
             if declared is not None:
                 documented[method] = Documented(face, declared, getattr(handler, "__name__", method.lower()))
         setattr(endpoint, DOCUMENTED, documented)
-        made.append(route_class(path, endpoint, methods=list(handlers)))
+        route = route_class(path, endpoint, methods=list(handlers))
+        # a {name:path} parameter is ".*", which stops at a newline: a %0A in it would
+        # match no route (a 404 outside the face's error format) instead of the name checks
+        route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+        made.append(route)
     return made
 
 

@@ -113,14 +113,17 @@ class Context:
 
 
 def within_depth(value: Any, limit: int) -> bool:
-    """Whether a decoded JSON value nests no deeper than ``limit`` levels."""
-    if limit < 0:
-        return False
+    """Whether a decoded JSON value nests no deeper than ``limit`` levels: each
+    array or object is one level (``[[1]]`` is two, a scalar none)."""
     if isinstance(value, dict):
-        return all(within_depth(v, limit - 1) for v in value.values() if isinstance(v, dict | list))
-    if isinstance(value, list):
-        return all(within_depth(v, limit - 1) for v in value if isinstance(v, dict | list))
-    return True
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return True
+    if limit < 1:
+        return False
+    return all(within_depth(v, limit - 1) for v in children if isinstance(v, dict | list))
 
 
 def int_param(request: Request, name: str, default: int | None, low: int, high: int | None = None) -> int | None:

@@ -1,6 +1,7 @@
-"""Fixtures: every storage and API test runs twice, on the embedded store
-(fakeredis) and on a real redis-server that these fixtures start on a free
-port (never the machine's shared Redis)."""
+"""Fixtures: every storage and API test runs three times: on the embedded
+store (fakeredis), on a real redis-server that these fixtures start on a free
+port, and on a private Redis Cluster of three primaries and three replicas
+(never the machine's shared Redis)."""
 
 from __future__ import annotations
 
@@ -105,6 +106,79 @@ class RedisServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def free_cluster_port(taken: set[int]) -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port > 55535 or port in taken or port + 10000 in taken:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        taken.update((port, port + 10000))
+        return port
+
+
+@dataclass
+class RedisClusterServers:
+    """A private Redis Cluster: six redis-servers (three primaries, three
+    replicas) on free ports, joined with ``redis-cli --cluster create``."""
+
+    size: int = 6
+    servers: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers[:3])
+
+    def start(self) -> RedisClusterServers:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            pytest.fail("redis-cli is not installed: run the README's test command, which installs it")
+        taken: set[int] = set()
+        try:
+            for _ in range(self.size):
+                server = RedisServer(port=free_cluster_port(taken))
+                server.extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                                "--cluster-config-file", f"{server.directory}/nodes-{server.port}.conf"]
+                self.servers.append(server.start())
+            subprocess.run(
+                [cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
+                 "--cluster-replicas", "1", "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
+            )
+            # every node says cluster_state:ok and all agree on who owns which slot
+            deadline = time.monotonic() + 30
+            while not (all(self._ok(cli, s.port) for s in self.servers) and self._agreed(cli)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+                time.sleep(0.1)
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    @staticmethod
+    def _ok(cli: str, port: int) -> bool:
+        info = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), "cluster", "info"],
+                              capture_output=True, text=True, timeout=10, check=False).stdout
+        return "cluster_state:ok" in info
+
+    def _agreed(self, cli: str) -> bool:
+        for server in self.servers:
+            check = subprocess.run([cli, "--cluster", "check", f"127.0.0.1:{server.port}"],
+                                   capture_output=True, text=True, timeout=10, check=False).stdout
+            if "[OK] All nodes agree about slots configuration." not in check or "[OK] All 16384 slots covered." not in check:
+                return False
+        return True
+
+    def cleanup(self) -> None:
+        for server in self.servers:
+            server.cleanup()
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
@@ -117,12 +191,46 @@ def redis_server() -> Iterator[RedisServer]:
     server.cleanup()
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    cluster = RedisClusterServers().start()
+    yield cluster
+    cluster.cleanup()
+
+
+# The test modules that run on the Redis Cluster as well (the storage core and
+# the APIs); the others (operations, outages, the multiplexer...) are about one
+# standalone server and run on the other two backends only.
+CLUSTER_MODULES = {"test_store", "test_liveperson", "test_emporix", "test_genesys", "test_native", "test_transfer"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the cluster runs of the modules not in CLUSTER_MODULES, and
+    the other backends' runs of the tests marked cluster_only."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if backend == "cluster":
+            left_out = item.module.__name__.rpartition(".")[2] not in CLUSTER_MODULES
+        else:
+            left_out = backend is not None and item.get_closest_marker("cluster_only") is not None
+        (drop if left_out else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(params=["fake", "real", "cluster"])
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "fake" and request.node.get_closest_marker("real_redis_only"):
         pytest.skip("needs a real redis-server")
-    if request.param == "real" and os.environ.get("SESSIONSTORE_TESTS_FAKE_ONLY"):
+    if request.param != "fake" and os.environ.get("SESSIONSTORE_TESTS_FAKE_ONLY"):
         pytest.skip("SESSIONSTORE_TESTS_FAKE_ONLY is set")
+    if request.param == "cluster":
+        marker = request.node.get_closest_marker("standalone_only")
+        if marker:
+            pytest.skip("standalone Redis only: " + (marker.args[0] if marker.args else "see the test"))
     return str(request.param)
 
 
@@ -137,14 +245,14 @@ async def redis_factory(backend: str, request: pytest.FixtureRequest) -> AsyncIt
             made.append(fakeredis.FakeAsyncRedis(server=server, max_connections=EMBEDDED_CONNECTIONS))
             return made[-1]
     else:
-        real: RedisServer = request.getfixturevalue("redis_server")
+        url = (request.getfixturevalue("redis_cluster") if backend == "cluster" else request.getfixturevalue("redis_server")).url
 
         def make() -> Any:
-            made.append(clients.connect(real.url, timeout_s=5))  # the production client
+            made.append(clients.connect(url, timeout_s=5))  # the production client
             return made[-1]
 
         first = make()
-        await first.flushall()
+        await first.flushall()  # on a cluster, redis-py sends these two to every primary
         await first.script_flush()
     yield make
     for client in made:

@@ -16,6 +16,7 @@ import msgspec
 import pytest
 import uvicorn
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from service.app import build_app
 from service.auth import AuthConfig
@@ -620,6 +621,10 @@ async def follow(base: str, sid: str, headers: dict[str, str] = READER) -> Async
 
 async def subscribers(redis: Any, sid: str) -> int:
     channel = keys.session(TENANT, "ns", 0, sid).events
+    if isinstance(redis, RedisCluster):  # a shard channel, on the node that owns its slot
+        await redis.initialize()
+        reply = await redis.execute_command("PUBSUB SHARDNUMSUB", channel, target_nodes=redis.get_node_from_key(channel))
+        return int(reply[0][1] if isinstance(reply[0], (tuple, list)) else reply[1])
     [(_, count)] = await redis.pubsub_numsub(channel)
     return int(count)
 

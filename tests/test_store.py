@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from service.store import keys
 from service.store.core import Changes, Existence, Limits, SessionStore, Status, decode_cursor
@@ -13,6 +14,12 @@ from service.store.core import Changes, Existence, Limits, SessionStore, Status,
 pytestmark = pytest.mark.anyio
 
 T, NS = "t1", "ns"
+
+
+def everywhere(redis: Any) -> dict[str, Any]:
+    """Options that send a command like DBSIZE or KEYS to every primary of a
+    Redis Cluster (not one node at random); none for one Redis."""
+    return {"target_nodes": RedisCluster.PRIMARIES} if isinstance(redis, RedisCluster) else {}
 
 
 async def props(store: SessionStore, sid: str, ns: str = NS) -> dict[str, bytes] | None:
@@ -144,14 +151,14 @@ async def test_listing_with_cursor(store: SessionStore) -> None:
 async def test_namespace_delete_is_constant_time_and_swept(store: SessionStore, redis: Any) -> None:
     await asyncio.gather(*(store.write(T, NS, f"s{n}", Changes().set("a", b"1")) for n in range(300)))
     await store.write(T, "kept", "s", Changes().set("a", b"1"))
-    keys_before = await redis.dbsize()
+    keys_before = await redis.dbsize(**everywhere(redis))
     assert await store.delete_namespace(T, NS) is True
     assert await store.read(T, NS, "s1") is None
     assert [n.name for n in await store.list_namespaces(T)] == ["kept"]
-    assert await redis.dbsize() == keys_before + 1  # nothing deleted in the request: one grave queued
+    assert await redis.dbsize(**everywhere(redis)) == keys_before + 1  # nothing deleted in the request: one grave queued
     assert await store.sweep() == 300
     assert await store.sweep() == 0
-    remaining = {k.decode() for k in await redis.keys("*")}
+    remaining = {k.decode() for k in await redis.keys("*", **everywhere(redis))}
     assert not any(k.startswith(f"ss:{{{T}/{NS}/0/") for k in remaining)
     assert await props(store, "s", "kept") == {"a": b"1"}
     # deleting again, or something never made, is no error
@@ -162,3 +169,117 @@ async def test_concurrent_writes_to_new_namespace(store: SessionStore) -> None:
     await asyncio.gather(*(store.write(T, "fresh", "s", Changes().set(f"k{n}", b"1")) for n in range(40)))
     s = await store.read(T, "fresh", "s")
     assert s is not None and len(s.properties) == 40 and s.version == 40
+
+
+# -- on a Redis Cluster ------------------------------------------------------
+
+
+@pytest.fixture
+async def cluster_store(redis_factory: Any, backend: str) -> SessionStore:
+    assert backend == "cluster"  # the tests that use it are marked cluster_only
+    store = SessionStore(redis_factory())
+    await store.redis.initialize()  # the slot map, for get_node_from_key
+    return store
+
+
+def node_of(redis: RedisCluster, key: str) -> str:
+    return str(redis.get_node_from_key(key).name)
+
+
+@pytest.mark.cluster_only
+async def test_cluster_store_knows_it_runs_on_a_cluster(cluster_store: SessionStore) -> None:
+    assert cluster_store.on_cluster and cluster_store.sharded_events
+    assert len(cluster_store.redis.get_primaries()) == 3
+
+
+@pytest.mark.cluster_only
+async def test_a_namespace_spreads_over_every_primary(cluster_store: SessionStore) -> None:
+    store, redis = cluster_store, cluster_store.redis
+    ids = [f"s{n}" for n in range(60)]
+    await asyncio.gather(*(store.write(T, NS, i, Changes().set("n", b"1")) for i in ids))
+    held = {}
+    for node in redis.get_primaries():
+        found = await redis.keys(f"ss:{{{T}/{NS}/0/*}}:s:*", target_nodes=node)
+        held[node.name] = {k.decode().rpartition(":s:")[2] for k in found}
+    assert all(held.values()) and len(held) == 3  # every primary holds some of the sessions
+    assert set().union(*held.values()) == set(ids)
+    for node, sids in held.items():
+        assert all(node_of(redis, keys.session(T, NS, 0, sid).session) == node for sid in sids)
+    # and what reads many sessions at once gathers them from every node
+    assert [s.session_id for s in await store.read_many(T, NS, ids) if s] == ids
+    listed, cursor = await store.list_sessions(T, NS, 100)
+    assert sorted(listed) == sorted(ids) and cursor is None
+    assert sorted(await store.page_sessions(T, NS, 0, 100)) == sorted(ids)
+    assert [n.name for n in await store.list_namespaces(T)] == [NS]
+    assert await store.delete_namespace(T, NS) is True
+    assert await store.sweep() == 60
+    for node in redis.get_primaries():
+        assert await redis.keys(f"ss:{{{T}/{NS}/0/*", target_nodes=node) == []
+
+
+@pytest.mark.cluster_only
+async def test_scripts_reload_per_node_after_noscript(cluster_store: SessionStore) -> None:
+    store, redis = cluster_store, cluster_store.redis
+    await store.load_scripts()
+    ids = [f"s{n}" for n in range(30)]
+    await asyncio.gather(*(store.write(T, NS, i, Changes().set("n", b"1")) for i in ids))
+    by_node: dict[str, list[str]] = {}
+    for sid in ids:
+        by_node.setdefault(node_of(redis, keys.session(T, NS, 0, sid).session), []).append(sid)
+    assert len(by_node) == 3
+    flushed, other = redis.get_primaries()[:2]
+    # one primary forgets its scripts (a restart, a failover to a replica that never ran them)
+    await redis.execute_command("SCRIPT FLUSH", target_nodes=flushed)
+    before = store.scripts.reloads
+    r = await store.write(T, NS, by_node[other.name][0], Changes().set("m", b"2"))
+    assert r.status is Status.OK and store.scripts.reloads == before  # the other nodes still have them
+    r = await store.write(T, NS, by_node[flushed.name][0], Changes().set("m", b"2"))
+    assert r.status is Status.OK and store.scripts.reloads == before + 1  # loaded again, the write retried
+    # every primary forgets them: a write, and a listing (scripts pipelined to every node), still work
+    await redis.script_flush()
+    for sid in (by_node[name][1] for name in by_node):
+        assert (await store.write(T, NS, sid, Changes().set("m", b"3"))).status is Status.OK
+    await redis.script_flush()
+    listed, _ = await store.list_sessions(T, NS, 100)
+    assert sorted(listed) == sorted(ids)
+
+
+@pytest.mark.cluster_only
+async def test_events_of_sessions_on_every_node(cluster_store: SessionStore) -> None:
+    store, redis = cluster_store, cluster_store.redis
+    await store.ensure_namespace(T, NS)
+    chosen: dict[str, str] = {}
+    for n in range(200):
+        chosen.setdefault(node_of(redis, keys.session(T, NS, 0, f"s{n}").events), f"s{n}")
+    assert len(chosen) == 3
+    subscriptions = [await store.subscribe(T, NS, sid) for sid in chosen.values()]
+    try:
+        for sid in chosen.values():
+            await store.write(T, NS, sid, Changes().set("a", b"1"))
+        for subscription, sid in zip(subscriptions, chosen.values(), strict=True):
+            event = await subscription.next(timeout=5)
+            assert event is not None and b'"changed":["a"]' in event, sid
+    finally:
+        for subscription in subscriptions:
+            await subscription.aclose()
+    assert store._hub is not None and store._hub.channels == 0
+
+
+@pytest.mark.cluster_only
+async def test_check_a_cluster(cluster_store: SessionStore) -> None:
+    from service.store.checks import check
+
+    report = await check(cluster_store.redis, cluster_store.scripts)
+    assert report.ok and report.mode == "cluster" and report.scripts_loaded == len(cluster_store.scripts.all())
+
+
+def test_cluster_urls() -> None:
+    from service.store import clients
+
+    url = "rediss+cluster://app:s%40cret@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002,redis-4"
+    clients.validate_url(url)
+    assert clients.cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001), ("::1", 7002), ("redis-4", 6379)]
+    assert clients.redact(url) == "rediss+cluster://app:***@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002,redis-4"
+    for bad in ("redis+cluster://h:port", "redis+cluster://h:1/3", "redis+cluster://", "cluster://h:1"):
+        with pytest.raises(ValueError):
+            clients.validate_url(bad)

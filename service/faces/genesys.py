@@ -220,7 +220,7 @@ class GenesysFace:
         scope="read",
         query=[TENANT_ID],
         responses={200: SessionResponse},
-        errors=(400,),
+        errors=(400, 405),  # 405: the id "new" (only PUT /sessions/new, the create, is served there)
     )
     async def read(self, request: Request) -> Response:
         tenant = self._tenant(request, "read")
@@ -237,7 +237,7 @@ class GenesysFace:
         query=[TENANT_ID],
         headers=ID_HEADERS,
         responses={200: SessionResponse},
-        errors=(400,),
+        errors=(400, 405),  # 405: the id "new" (only PUT /sessions/new, the create, is served there)
     )
     async def associate(self, request: Request) -> Response:
         tenant = self._tenant(request, "write")

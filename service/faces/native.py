@@ -103,7 +103,8 @@ class SessionList(msgspec.Struct, rename="camel"):
 
 
 class BatchGetRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    session_ids: Annotated[list[str], msgspec.Meta(max_length=1000)]
+    # at most Settings.max_list_items (1,000 by default: checked by the handler, so it can be configured)
+    session_ids: Annotated[list[str], msgspec.Meta(description="at most 1,000 by default (--max-list-items)")]
 
 
 class BatchGetResult(msgspec.Struct):
@@ -278,9 +279,11 @@ class NativeFace:
             raise ApiError(400, f"JSON nested deeper than {self.ctx.settings.max_json_depth} levels") from None
         return value
 
-    def _json(self, value: Any) -> bytes:
-        """A property value as the compact JSON text the store keeps."""
-        if not within_depth(value, self.ctx.settings.max_json_depth - 1):
+    def _json(self, value: Any, outer: int = 2) -> bytes:
+        """A property value as the compact JSON text the store keeps. ``outer``:
+        the levels of the body around it (a session body's object and its
+        ``properties``), which count towards the body's nesting limit."""
+        if not within_depth(value, self.ctx.settings.max_json_depth - outer):
             raise ApiError(400, f"JSON nested deeper than {self.ctx.settings.max_json_depth} levels")
         return msgspec.json.encode(value)
 
@@ -581,7 +584,7 @@ class NativeFace:
         tenant, namespace, session_id = self._where(request, "write")
         name = self._property(request)
         ttl = self._ttl(request)
-        value = self._json(await self._decode(request, Any))
+        value = self._json(await self._decode(request, Any), outer=0)
         changes = Changes().set(name, value)
 
         async def attempt(version: int | None, existence: Existence) -> WriteResult:
@@ -688,7 +691,12 @@ class NativeFace:
         inner = build_routes(
             table, FACE, lambda handler: guarded(handler, render_problem), route_class=ProblemRoute
         )
-        return [Mount(PREFIX, app=Router(inner, redirect_slashes=False, default=not_found))]
+        mount = Mount(PREFIX, app=Router(inner, redirect_slashes=False, default=not_found))
+        # Starlette's Mount matches the rest of the path with ".*", which stops at a
+        # newline: a %0A in a name would fall out of the face (a 404 not in its format)
+        # instead of reaching the name checks (400 problem).
+        mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+        return [mount]
 
 
 class EventStream(StreamingResponse):

@@ -1,12 +1,15 @@
 """``sessionstore check``: whether a Redis can serve sessionstore.
 
 It answers (PING), its version and mode (INFO server, INFO cluster), and
-whether every Lua script loads (SCRIPT LOAD, which also compiles it)."""
+whether every Lua script loads (SCRIPT LOAD, which also compiles it; on a
+Redis Cluster, on every primary)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
 
 from .core import UNAVAILABLE
 from .scripts import Scripts
@@ -43,10 +46,10 @@ async def check(redis: Any, scripts: Scripts | None = None) -> Report:
     report.answers = True
     report.version = str(server.get("redis_version", "?"))
     report.mode = "cluster" if str(cluster.get("cluster_enabled", 0)) == "1" else "standalone"
-    if report.mode == "cluster":
+    if report.mode == "cluster" and not isinstance(redis, RedisCluster):
         report.problems.append(
-            "this is a node of a Redis Cluster: sessionstore does not serve a Redis Cluster yet "
-            "(support, with redis+cluster:// URLs, comes in a later release)"
+            "this is a node of a Redis Cluster: give a redis+cluster:// URL (rediss+cluster:// with TLS) "
+            "to serve the whole cluster"
         )
     for script in scripts.all():
         try:

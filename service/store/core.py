@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from . import keys
@@ -358,6 +360,11 @@ class EventHub:
                     waiter = self._confirming.pop(name, None)
                     if waiter is not None and not waiter.done():
                         waiter.set_result(None)
+                elif kind == "sunsubscribe" and name in self._channels:
+                    # Not ours (_leave forgets a channel before it unsubscribes):
+                    # Redis Cluster moved the channel's slot to another node.
+                    for subscription in self._channels.pop(name):
+                        subscription._end("the session's slot moved to another Redis Cluster node")
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the connection is lost (any failure ends the subscriptions: none is missed silently)
@@ -367,17 +374,62 @@ class EventHub:
             await self._close(pubsub, None)
 
 
+class ClusterEventHubs:
+    """Change events on a Redis Cluster: a session's channel is a shard
+    channel, published (SPUBLISH) on the node that owns its slot, so it is
+    subscribed to (SSUBSCRIBE) there. One EventHub per node, each on a plain
+    connection to that node (made with the cluster client's settings), so
+    every node's events arrive as they come, not by polling the nodes in
+    turn. A subscription ends with EventsLost as on one Redis when its
+    connection is lost, and also when the channel's slot moves to another
+    node (Redis tells its subscribers so)."""
+
+    def __init__(self, cluster: RedisCluster, backlog: int = 1000) -> None:
+        self.cluster = cluster
+        self.backlog = backlog
+        self._hubs: dict[str, EventHub] = {}
+
+    @property
+    def channels(self) -> int:
+        return sum(hub.channels for hub in self._hubs.values())
+
+    async def subscribe(self, channel: str) -> Subscription:
+        await self.cluster.initialize()  # the slots' owners (a no-op once known)
+        node = self.cluster.get_node_from_key(channel)
+        if node is None:
+            raise RedisError(f"no Redis Cluster node serves the slot of {channel!r}")
+        hub = self._hubs.get(node.name)
+        if hub is None:
+            pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+            hub = self._hubs[node.name] = EventHub(Redis(connection_pool=pool), sharded=True, backlog=self.backlog)
+        return await hub.subscribe(channel)
+
+
 @dataclass
 class SessionStore:
-    """All storage operations, on one redis-py (or fakeredis) asyncio client."""
+    """All storage operations, on one redis-py (or fakeredis) asyncio client:
+    of one Redis, or of a Redis Cluster (redis-py's RedisCluster).
+
+    What differs on a cluster is kept to a few places: change events are shard
+    channels (SPUBLISH in the scripts, SSUBSCRIBE on the owning node, see
+    ClusterEventHubs), and commands on many keys go out through _many(), a
+    pipeline that the cluster client splits by node."""
 
     redis: Any
     limits: Limits = field(default_factory=Limits)
     scripts: Scripts = field(default_factory=Scripts)
     sharded_events: bool = False  # SPUBLISH (Redis Cluster) instead of PUBLISH
-    _hub: EventHub | None = field(default=None, init=False, repr=False, compare=False)  # made by subscribe()
+    _hub: EventHub | ClusterEventHubs | None = field(default=None, init=False, repr=False, compare=False)  # made by subscribe()
     # (tenant, namespace) -> the generation last seen: see read()
     _generations: dict[tuple[str, str], int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.on_cluster:
+            self.sharded_events = True
+
+    @property
+    def on_cluster(self) -> bool:
+        return isinstance(self.redis, RedisCluster)
 
     # -- health ------------------------------------------------------------
 
@@ -392,21 +444,27 @@ class SessionStore:
     async def _run(self, script: Script, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         return await self.scripts.run(self.redis, script, keys_, args)
 
+    async def _many(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
+        """Independent commands, on any keys, pipelined: one round trip (on a
+        cluster, one per node, to the nodes at once). Their replies in order;
+        the first error is raised."""
+        pipe = self.redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
+
     async def _run_many(self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
         """One script over many keys, pipelined: one round trip, not one per call."""
         if not calls:
             return []
         for attempt in (1, 2):
-            pipe = self.redis.pipeline(transaction=False)
-            for keys_, args in calls:
-                pipe.evalsha(script.sha, len(keys_), *keys_, *args)
             try:
-                return list(await pipe.execute())
+                return await self._many(("EVALSHA", script.sha, len(keys_), *keys_, *args) for keys_, args in calls)
             except NoScriptError:
                 if attempt == 2:
                     raise
                 self.scripts.reloads += 1
-                await self.redis.script_load(script.source)
+                await self.redis.script_load(script.source)  # on a cluster: on every primary
         raise AssertionError("unreachable")
 
     # -- namespaces --------------------------------------------------------
@@ -429,11 +487,9 @@ class SessionStore:
         names = sorted(n.decode() for n in await self.redis.smembers(keys.tenant_namespaces(tenant)))
         if not names:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.hmget(keys.namespace(tenant, name), "c", "t", "g")
         found = []
-        for name, (c, t, g) in zip(names, await pipe.execute(), strict=True):
+        replies = await self._many(("HMGET", keys.namespace(tenant, name), "c", "t", "g") for name in names)
+        for name, (c, t, g) in zip(names, replies, strict=True):
             if c is not None:
                 found.append(Namespace(tenant, name, int(c), int(t or 0), int(g or 0)))
         return found
@@ -484,12 +540,13 @@ class SessionStore:
         )
 
     async def _together(self, *commands: tuple[Any, ...]) -> list[Any]:
-        """Commands sent in one round trip where the client can (see
-        multiplex.MultiplexedRedis.execute_many), else one after another."""
+        """A few commands sent in one round trip: with
+        multiplex.MultiplexedRedis.execute_many where the client has it, else
+        as a pipeline (on a cluster, to the nodes of their keys at once)."""
         many = getattr(self.redis, "execute_many", None)
         if many is not None:
             return list(await many(*commands))
-        return [await self.redis.execute_command(*command) for command in commands]
+        return await self._many(commands)
 
     def _remember(self, tenant: str, namespace: str, generation: int) -> int:
         if len(self._generations) >= GENERATIONS_REMEMBERED:
@@ -502,11 +559,9 @@ class SessionStore:
         ns = await self.namespace(tenant, namespace)
         if ns is None or not session_ids:
             return [None] * len(session_ids)
-        pipe = self.redis.pipeline(transaction=False)
-        for sid in session_ids:
-            pipe.hgetall(keys.session(tenant, namespace, ns.generation, sid).session)
+        replies = await self._many(("HGETALL", keys.session(tenant, namespace, ns.generation, sid).session) for sid in session_ids)
         now = now_ms()
-        return [_session_from_hash(sid, raw, now) for sid, raw in zip(session_ids, await pipe.execute(), strict=True)]
+        return [_session_from_hash(sid, raw, now) for sid, raw in zip(session_ids, replies, strict=True)]
 
     async def write(
         self,
@@ -608,7 +663,7 @@ class SessionStore:
         generation = await self.redis.hget(keys.namespace(tenant, namespace), "g")
         channel = keys.session(tenant, namespace, int(generation or 0), session_id).events
         if self._hub is None:
-            self._hub = EventHub(self.redis, sharded=self.sharded_events)
+            self._hub = ClusterEventHubs(self.redis) if self.on_cluster else EventHub(self.redis, sharded=self.sharded_events)
         return await self._hub.subscribe(channel)
 
     # -- listings ----------------------------------------------------------
@@ -670,17 +725,15 @@ class SessionStore:
         ns = await self.namespace(tenant, namespace)
         if ns is None:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for b in range(keys.BUCKETS):
-            pipe.hgetall(keys.bucket(tenant, namespace, ns.generation, b).ttl)
-        entries = [(sid.decode(), int(ttl)) for reply in await pipe.execute() for sid, ttl in reply.items()]
+        replies = await self._many(("HGETALL", keys.bucket(tenant, namespace, ns.generation, b).ttl) for b in range(keys.BUCKETS))
+        entries = [(sid.decode(), int(ttl)) for reply in replies for sid, ttl in reply.items()]
         if not entries:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for sid, _ttl in entries:
-            pipe.hget(keys.session(tenant, namespace, ns.generation, sid).session, keys.META_FIELD)
+        metas = await self._many(
+            ("HGET", keys.session(tenant, namespace, ns.generation, sid).session, keys.META_FIELD) for sid, _ttl in entries
+        )
         found = []
-        for (sid, ttl), meta in zip(entries, await pipe.execute(), strict=True):
+        for (sid, ttl), meta in zip(entries, metas, strict=True):
             if meta is not None:
                 found.append(TtlSession(sid, _session(sid, {}, meta).created_ms, ttl))
         return sorted(found, key=lambda s: s.session_id)
