@@ -170,13 +170,6 @@ def raw_json_response(body: bytes, status: int = 200, headers: dict[str, str] | 
     return Response(body, status, headers, media_type="application/json")
 
 
-def object_of_raw(items: dict[str, bytes]) -> bytes:
-    """A JSON object from names and JSON texts, without decoding the texts."""
-    if not items:
-        return b"{}"
-    return b"{" + b",".join(orjson.dumps(k) + b":" + v for k, v in items.items()) + b"}"
-
-
 def iso8601(ms: int) -> str:
     """UTC time with milliseconds, as the vendors' APIs write it: 2019-08-02T19:41:52.017Z."""
     seconds, millis = divmod(ms, 1000)
