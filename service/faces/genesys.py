@@ -40,7 +40,7 @@ NEW = "new"  # PUT /sessions/new creates; never a session id here
 CUSTOMER, AGENT, VISIT, GLOBAL_VISIT = "customerId", "agentId", "visitId", "globalVisitId"
 HEADERS = (("gkc_customerId", CUSTOMER), ("gkc_agentId", AGENT))
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH")
-CREATE_ATTEMPTS = 3  # a write and the read after it, again if the session vanished in between
+CREATE_ATTEMPTS = 3  # fresh UUIDs tried when one is taken (it never is)
 
 
 class VisitBody(msgspec.Struct):
@@ -173,24 +173,19 @@ class GenesysFace:
     async def _write_and_read(
         self, tenant: str, session_id: str, ids: dict[str, str], existence: Existence
     ) -> Session | None:
-        """Write ``ids`` (one script) and read the session back; None when the
-        session exists and ``existence`` is NONE."""
+        """Write ``ids`` and get the session as that write left it (one
+        script); None when the session exists and ``existence`` is NONE."""
         changes = Changes().set_all((name, orjson.dumps(value)) for name, value in ids.items())
-        for _ in range(CREATE_ATTEMPTS):
-            result = await self.store.write(
-                tenant, NAMESPACE, session_id, changes, existence=existence, idle_ttl_ms=self.idle_ms
-            )
-            if result.status is Status.EXISTS:
-                return None
-            if result.status in (Status.TOO_LARGE, Status.TOO_MANY):
-                raise ApiError(413, "session too large")
-            if result.status is not Status.OK:
-                raise ApiError(503, f"storage answered {result.status.value}, try again")
-            found = await self.store.read(tenant, NAMESPACE, session_id)
-            if found is not None:
-                return found
-            # deleted (through another API) between the write and the read: write again
-        raise ApiError(503, "the session was deleted while being written, try again")
+        result = await self.store.write(
+            tenant, NAMESPACE, session_id, changes, existence=existence, idle_ttl_ms=self.idle_ms, read_back=True
+        )
+        if result.status is Status.EXISTS:
+            return None
+        if result.status in (Status.TOO_LARGE, Status.TOO_MANY):
+            raise ApiError(413, "session too large")
+        if result.status is not Status.OK or result.session is None:
+            raise ApiError(503, f"storage answered {result.status.value}, try again")
+        return result.session
 
     # -- operations ----------------------------------------------------------
 

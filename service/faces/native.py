@@ -408,6 +408,21 @@ class NativeFace:
             return Response(status_code=304, headers={"ETag": etag(found.version)})
         return self._session_response(found)
 
+    async def _write_session(
+        self, request: Request, where: tuple[str, str, str], changes: Changes, ttl: int | None
+    ) -> Response:
+        """A PUT or PATCH of a whole session: the changes in one write, under
+        the request's conditions; answers with the session as written."""
+        tenant, namespace, session_id = where
+
+        async def attempt(version: int | None, existence: Existence) -> WriteResult:
+            return await self.store.write(
+                tenant, namespace, session_id, changes, version=version, existence=existence,
+                idle_ttl_ms=None if ttl is None else ttl * 1000, read_back=True,
+            )  # fmt: skip
+
+        return self._written(await self._conditional(request, attempt))
+
     @operation(
         "Create or replace a session",
         description="The session's properties become the body's. 201 when it was created, 200 when replaced. "
@@ -427,13 +442,7 @@ class NativeFace:
         for name, value in body.properties.items():
             changes.set(self.ctx.identifier(name, "property name"), self._json(value))
 
-        async def attempt(version: int | None, existence: Existence) -> WriteResult:
-            return await self.store.write(
-                tenant, namespace, session_id, changes, version=version, existence=existence,
-                idle_ttl_ms=None if ttl is None else ttl * 1000, read_back=True,
-            )  # fmt: skip
-
-        return self._written(await self._conditional(request, attempt))
+        return await self._write_session(request, (tenant, namespace, session_id), changes, ttl)
 
     @operation(
         "Change a session with a JSON merge patch",
@@ -466,13 +475,7 @@ class NativeFace:
                 else:
                     changes.merge(name, self._json(value))
 
-        async def attempt(version: int | None, existence: Existence) -> WriteResult:
-            return await self.store.write(
-                tenant, namespace, session_id, changes, version=version, existence=existence,
-                idle_ttl_ms=None if ttl is None else ttl * 1000, read_back=True,
-            )  # fmt: skip
-
-        return self._written(await self._conditional(request, attempt))
+        return await self._write_session(request, (tenant, namespace, session_id), changes, ttl)
 
     @operation(
         "Delete a session",
