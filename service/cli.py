@@ -24,6 +24,9 @@ APP_FACTORY = "service.cli:app_from_environment"  # what each worker process of 
 
 
 def env(name: str, default: str | None = None) -> str | None:
+    """SESSIONSTORE_<NAME>, else ``default``. Given as an option's default it
+    stays a string: argparse converts string defaults with the option's
+    type=, so a bad value is reported like a bad flag."""
     return os.environ.get(ENV_PREFIX + name.upper().replace("-", "_"), default)
 
 
@@ -51,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
         f"variable {ENV_PREFIX}<NAME> (e.g. {ENV_PREFIX}REDIS_URL); the option wins.",
     )
     serve.add_argument("--host", default=env("host", "127.0.0.1"), help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=int(env("port", "8080") or 8080), help="port (default 8080)")
+    serve.add_argument("--port", type=int, default=env("port", "8080"), help="port (default 8080)")
     serve.add_argument(
         "--redis-url",
         default=env("redis_url"),
@@ -81,28 +84,28 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=int,
-        default=int(env("workers", "1") or 1),
+        default=env("workers", "1"),
         metavar="N",
         help="worker processes sharing the port (default 1); more than 1 needs --redis-url",
     )
     serve.add_argument(
         "--shutdown-grace",
         type=float,
-        default=float(env("shutdown_grace", "10") or 10),
+        default=env("shutdown_grace", "10"),
         metavar="SECONDS",
         help="on SIGTERM, how long in-flight requests and event streams may take to end (default 10)",
     )
     serve.add_argument(
         "--genesys-idle-ttl",
         type=int,
-        default=int(env("genesys_idle_ttl", "86400") or 86400),
+        default=env("genesys_idle_ttl", "86400"),
         metavar="SECONDS",
         help="Genesys API: a session expires this long after its last read or write (default 86400; 0 = never)",
     )
     serve.add_argument(
         "--emporix-idle-ttl",
         type=int,
-        default=int(env("emporix_idle_ttl", "2592000") or 2592000),
+        default=env("emporix_idle_ttl", "2592000"),
         metavar="SECONDS",
         help="Emporix API: a session context expires this long after its last write "
         "(default 2592000 = 30 days; 0 = never)",
@@ -119,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
         serve.add_argument(
             f"--{flag}",
             type=int,
-            default=int(env(flag.replace("-", "_"), str(default)) or default),
+            default=env(flag.replace("-", "_"), str(default)),
             metavar="N",
             help=f"{meaning} (default {default})",
         )
