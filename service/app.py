@@ -85,8 +85,12 @@ def build_app(
     it is set. ``app.state.metrics`` is the app's observability.Metrics."""
     if auth is None and settings.auth_file:
         auth = AuthConfig.load(settings.auth_file)
-    client = redis if redis is not None else clients.connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
-    store = SessionStore(client, limits=settings.limits)
+    client = (
+        redis
+        if redis is not None
+        else clients.connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls=settings.redis_tls())
+    )
+    store = SessionStore(client, limits=settings.limits, durability=settings.durability)
     ctx = Context(settings, store, auth)
     metrics = Metrics(store)
     shutting_down = asyncio.Event()

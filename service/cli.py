@@ -43,6 +43,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def add_tls_options(command: argparse.ArgumentParser) -> None:
+    """The TLS files of a rediss:// Redis URL."""
+    for flag, meaning in (
+        ("ca", "PEM file of the CA that signed the Redis server's certificate (default: the system's CAs)"),
+        ("cert", "PEM file of the client certificate, for a Redis that asks for one (with --redis-tls-key)"),
+        ("key", "PEM file of the client certificate's private key, not encrypted (with --redis-tls-cert)"),
+    ):
+        command.add_argument(
+            f"--redis-tls-{flag}",
+            default=env(f"redis_tls_{flag}"),
+            metavar="FILE",
+            help=f"{meaning}; needs a rediss:// URL (default: ${ENV_PREFIX}REDIS_TLS_{flag.upper()})",
+        )
+
+
+def tls_from_args(args: argparse.Namespace) -> Any:
+    """The RedisTls of the --redis-tls-* options, or None when none is given."""
+    from .store.clients import RedisTls
+
+    tls = RedisTls(args.redis_tls_ca, args.redis_tls_cert, args.redis_tls_key)
+    return tls if tls.given() else None
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="sessionstore", description="HTTP session store on Redis.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -61,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
         help="redis://[user:password@]host:port/db, rediss:// (TLS) or unix:///path.sock?db=N; "
         "default: an embedded in-memory store (data lives in this process only)",
     )
+    add_tls_options(serve)
     serve.add_argument("--auth-file", default=env("auth_file"), help="TOML file of API keys (default: none)")
     serve.add_argument(
         "--insecure-no-auth",
@@ -110,6 +134,22 @@ def parser() -> argparse.ArgumentParser:
         help="Emporix API: a session context expires this long after its last write "
         "(default 2592000 = 30 days; 0 = never)",
     )
+    serve.add_argument(
+        "--durable-writes",
+        type=int,
+        default=env("durable_writes", "0"),
+        metavar="N",
+        help="acknowledge a write only once N replicas of its Redis primary have it (Redis WAIT), "
+        "else answer 503 (default 0: once the primary has it)",
+    )
+    serve.add_argument(
+        "--durable-timeout",
+        type=int,
+        default=env("durable_timeout", "500"),
+        metavar="MS",
+        help="with --durable-writes: how long a write waits for its replicas, in milliseconds; "
+        "less than the Redis command timeout (default 500)",
+    )
     # limits on what a client may send or store (see README, Configuration: Limits)
     for flag, default, meaning in (
         ("max-body-bytes", 1024 * 1024, "largest request body, in bytes (413 over it)"),
@@ -137,6 +177,7 @@ def parser() -> argparse.ArgumentParser:
         ),
     )
     check.add_argument("--redis-url", default=env("redis_url"), help=redis_help)
+    add_tls_options(check)
     check.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS", help="per Redis command (default 2)")
 
     export = commands.add_parser(
@@ -149,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--namespace", help="only this namespace (default: every namespace of the tenant)")
     export.add_argument("--out", default="-", metavar="FILE", help="the file to write (default: standard output)")
     export.add_argument("--redis-url", default=env("redis_url"), help=redis_help)
+    add_tls_options(export)
     export.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     load = commands.add_parser(
@@ -160,6 +202,7 @@ def parser() -> argparse.ArgumentParser:
     )
     load.add_argument("file", metavar="FILE", help="the export file")
     load.add_argument("--redis-url", default=env("redis_url"), help=redis_help)
+    add_tls_options(load)
     load.add_argument(
         "--skip-existing", action="store_true", help="keep sessions that exist, instead of replacing them"
     )
@@ -176,12 +219,15 @@ def parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     from .config import Settings
-    from .store.core import Limits
+    from .store.core import Durability, Limits
 
     return Settings(
         host=args.host,
         port=args.port,
         redis_url=args.redis_url,
+        redis_tls_ca=args.redis_tls_ca,
+        redis_tls_cert=args.redis_tls_cert,
+        redis_tls_key=args.redis_tls_key,
         auth_file=args.auth_file,
         insecure_no_auth=args.insecure_no_auth,
         log_level=args.log_level,
@@ -193,6 +239,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         max_json_depth=args.max_json_depth,
         max_list_items=args.max_list_items,
         limits=Limits(max_chars=args.max_session_chars, max_properties=args.max_properties),
+        durability=Durability(replicas=args.durable_writes, timeout_ms=args.durable_timeout),
     )
 
 
@@ -233,8 +280,9 @@ def serve(args: argparse.Namespace) -> int:
 
     from .app import build_app, tune_gc_for_serving
     from .auth import AuthConfig, AuthFileError
+    from .config import Settings
     from .observability import MULTIPROC_ENV, logging_config
-    from .store.clients import redact, validate_url
+    from .store.clients import redact, validate_tls, validate_url
 
     log_config = logging_config(args.log_format, args.log_level)
     logging.config.dictConfig(log_config)
@@ -249,6 +297,16 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.shutdown_grace < 0:
         print("sessionstore: --workers must be at least 1 and --shutdown-grace at least 0", file=sys.stderr)
         return 2
+    if args.durable_writes < 0 or args.durable_writes and not args.redis_url:
+        print("sessionstore: --durable-writes needs --redis-url (a Redis with replicas), and is 0 or more", file=sys.stderr)
+        return 2
+    command_timeout_ms = int(Settings.redis_timeout_s * 1000)  # a WAIT must end within it
+    if args.durable_writes and not 0 < args.durable_timeout < command_timeout_ms:
+        print(
+            f"sessionstore: --durable-timeout must be above 0 and below the Redis command timeout ({command_timeout_ms} ms)",
+            file=sys.stderr,
+        )
+        return 2
     if args.workers > 1 and not args.redis_url:
         print(
             "sessionstore: --workers above 1 needs --redis-url (the embedded store lives in one process)",
@@ -258,7 +316,9 @@ def serve(args: argparse.Namespace) -> int:
     try:
         auth = AuthConfig.load(args.auth_file) if args.auth_file else None
         if args.redis_url:
-            validate_url(args.redis_url)
+            validate_url(args.redis_url, tls_from_args(args))
+        else:
+            validate_tls(None, tls_from_args(args))  # TLS files without a URL
     except (AuthFileError, ValueError) as exc:
         print(f"sessionstore: {exc}", file=sys.stderr)
         return 2
@@ -303,14 +363,14 @@ def serve(args: argparse.Namespace) -> int:
 # -- check, export, import -------------------------------------------------------
 
 
-def redis_client(url: str | None, timeout_s: float = 5.0) -> Any:
-    """A client of the Redis at ``url``; raises ValueError for a missing or bad URL."""
+def redis_client(url: str | None, timeout_s: float = 5.0, tls: Any = None) -> Any:
+    """A client of the Redis at ``url`` (``tls``: its clients.RedisTls);
+    raises ValueError for a missing or bad URL, or TLS files it cannot use."""
     from .store import clients
 
     if not url:
         raise ValueError("give the Redis with --redis-url (or SESSIONSTORE_REDIS_URL)")
-    clients.validate_url(url)
-    return clients.connect(url, timeout_s=timeout_s)
+    return clients.connect(url, timeout_s=timeout_s, tls=tls)  # which checks the URL and the files
 
 
 def check(args: argparse.Namespace) -> int:
@@ -318,7 +378,7 @@ def check(args: argparse.Namespace) -> int:
     from .store.clients import redact
 
     try:
-        client = redis_client(args.redis_url, args.timeout)
+        client = redis_client(args.redis_url, args.timeout, tls_from_args(args))
     except ValueError as exc:
         print(f"sessionstore: {exc}", file=sys.stderr)
         return 2
@@ -406,7 +466,7 @@ def export(args: argparse.Namespace) -> int:
     from .store.transfer import TransferError, export_sessions
 
     try:
-        client = redis_client(args.redis_url)
+        client = redis_client(args.redis_url, tls=tls_from_args(args))
     except ValueError as exc:
         print(f"sessionstore: {exc}", file=sys.stderr)
         return 2
@@ -466,7 +526,7 @@ def import_(args: argparse.Namespace) -> int:
     from .store.transfer import TransferError, import_sessions
 
     try:
-        client = redis_client(args.redis_url)
+        client = redis_client(args.redis_url, tls=tls_from_args(args))
     except ValueError as exc:
         print(f"sessionstore: {exc}", file=sys.stderr)
         return 2

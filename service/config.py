@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .store.core import Limits
+from .store.clients import RedisTls
+from .store.core import Durability, Limits
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     redis_url: str | None = None  # None: the embedded in-memory store
+    # PEM files of a rediss:// URL: the CA of the server's certificate (default: the
+    # system's), and the client certificate and its key (for tls-auth-clients)
+    redis_tls_ca: str | None = None
+    redis_tls_cert: str | None = None
+    redis_tls_key: str | None = None
     auth_file: str | None = None  # None: no API keys (loopback only, unless insecure_no_auth)
     insecure_no_auth: bool = False
     log_level: str = "info"
@@ -23,6 +29,8 @@ class Settings:
     max_json_depth: int = 64
     max_list_items: int = 1000  # include=, batch sizes
     limits: Limits = field(default_factory=Limits)
+    # --durable-writes: replicas that must have a write before it is acknowledged
+    durability: Durability = field(default_factory=Durability)
     # Redis
     redis_timeout_s: float = 1.0  # per command
     request_deadline_s: float = 1.8  # /readyz: Redis must answer a PING within this
@@ -33,3 +41,8 @@ class Settings:
     genesys_idle_ttl_s: int = 24 * 3600
     # Emporix face: a session context expires this long after its last write (0 = never)
     emporix_idle_ttl_s: int = 30 * 24 * 3600
+
+    def redis_tls(self) -> RedisTls | None:
+        """The TLS files for the Redis client, or None when none is given."""
+        tls = RedisTls(self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
+        return tls if tls.given() else None

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from .auth import OPEN_ACCESS, ApiKey, AuthConfig, Denied, authorize, presented_secret
 from .config import Settings
-from .store.core import UNAVAILABLE, SessionStore
+from .store.core import UNAVAILABLE, NotDurable, SessionStore
 
 log = logging.getLogger("sessionstore.web")
 
@@ -155,6 +155,9 @@ def guarded(handler: Handler, render: ErrorRenderer) -> Handler:
             return render(exc)
         except Denied as exc:
             return render(ApiError(exc.status, exc.message))
+        except NotDurable as exc:  # --durable-writes: too few replicas confirmed the write in time
+            log.warning("write not confirmed by replicas on %s %s", request.method, request.url.path)
+            return render(ApiError(503, str(exc)))
         except UNAVAILABLE as exc:
             log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
             return render(ApiError(503, "storage unavailable, try again"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -26,6 +27,8 @@ from service.config import Settings
 from service.store import clients
 from service.store.clients import EMBEDDED_CONNECTIONS
 from service.store.core import SessionStore
+
+from .tls_certs import TlsFiles
 
 TENANT = "739483"
 OTHER_TENANT = "123456"
@@ -63,36 +66,78 @@ def free_port() -> int:
 
 @dataclass
 class RedisServer:
-    """A private redis-server on a free port, in its own directory."""
+    """A private redis-server on a free port, in its own directory.
+
+    ``tls``: it serves TLS only, on ``port`` (the plain port is off), with
+    these certificates; ``tls_auth_clients`` is its tls-auth-clients (``yes``:
+    a client must show a certificate signed by the CA; ``optional``; ``no``).
+    ``acl``: the lines of its ACL file, e.g. ``["user default off",
+    "user alice on >secret ~* &* +@all"]``."""
 
     port: int = field(default_factory=free_port)
     extra: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     directory: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="sessionstore-redis-"))
+    tls: TlsFiles | None = None
+    tls_auth_clients: str = "yes"
+    acl: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    def url_as(self, user: str, password: str) -> str:
+        """The URL with a user and password (not escaped: give plain ones)."""
+        return self.url.replace("://", f"://{user}:{password}@", 1)
+
+    def arguments(self) -> list[str]:
+        listen = ["--port", str(self.port)]
+        if self.tls is not None:
+            listen = [
+                "--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", str(self.tls.server_cert), "--tls-key-file", str(self.tls.server_key),
+                "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", self.tls_auth_clients,
+            ]  # fmt: skip
+        if self.acl:
+            acl_file = os.path.join(self.directory, "users.acl")
+            with open(acl_file, "w") as out:
+                out.write("".join(line + "\n" for line in self.acl))
+            listen += ["--aclfile", acl_file]
+        return [*listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory]
+
+    def _probe(self) -> bool:
+        """Whether it answers a PING: PONG, or (with ACL users and the default
+        user off) an answer that asks to authenticate first."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as raw:
+            if self.tls is None:
+                raw.sendall(b"PING\r\n")
+                reply = raw.recv(64)
+            else:
+                context = ssl.create_default_context(cafile=str(self.tls.ca))
+                context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+                with context.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                    s.sendall(b"PING\r\n")
+                    reply = s.recv(64)
+        return reply.startswith((b"+PONG", b"-NOAUTH"))
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed: run the README's test command, which installs it")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.directory, *self.extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        log_path = os.path.join(self.directory, "redis-server.log")
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen([binary, *self.arguments(), *self.extra], stdout=log, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                with open(log_path, errors="replace") as log_text:
+                    raise RuntimeError(f"redis-server exited at start on port {self.port}:\n{log_text.read()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.05)
+                if self._probe():
+                    return self
+            except OSError:  # ssl.SSLError too
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self) -> None:
@@ -127,6 +172,7 @@ class RedisClusterServers:
     replicas) on free ports, joined with ``redis-cli --cluster create``."""
 
     size: int = 6
+    node_timeout_ms: int = 2000  # how long a primary may be silent before its replica takes over
     servers: list[RedisServer] = field(default_factory=list)
 
     @property
@@ -141,7 +187,7 @@ class RedisClusterServers:
         try:
             for _ in range(self.size):
                 server = RedisServer(port=free_cluster_port(taken))
-                server.extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                server.extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", str(self.node_timeout_ms),
                                 "--cluster-config-file", f"{server.directory}/nodes-{server.port}.conf"]
                 self.servers.append(server.start())
             subprocess.run(
@@ -151,7 +197,9 @@ class RedisClusterServers:
             )
             # every node says cluster_state:ok and all agree on who owns which slot
             deadline = time.monotonic() + 30
-            while not (all(self._ok(cli, s.port) for s in self.servers) and self._agreed(cli)):
+            # and every replica has caught up with its primary (a replica still in its
+            # handshake can neither confirm a WAIT nor be promoted)
+            while not (all(self._ok(cli, s.port) for s in self.servers) and self._agreed(cli) and self._replicating(cli)):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
                 time.sleep(0.1)
@@ -165,6 +213,17 @@ class RedisClusterServers:
         info = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), "cluster", "info"],
                               capture_output=True, text=True, timeout=10, check=False).stdout
         return "cluster_state:ok" in info
+
+    def _replicating(self, cli: str) -> bool:
+        links = 0
+        for server in self.servers:
+            info = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(server.port), "info", "replication"],
+                                  capture_output=True, text=True, timeout=10, check=False).stdout
+            if "role:slave" in info:
+                if "master_link_status:up" not in info:
+                    return False
+                links += 1
+        return links == self.size // 2
 
     def _agreed(self, cli: str) -> bool:
         for server in self.servers:

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,11 +83,10 @@ def wait_for_healthz(service: Service, deadline_s: float = 20.0) -> None:
     raise RuntimeError(f"sessionstore did not answer /healthz within {deadline_s} s:\n{service.log_tail()}")
 
 
-@pytest.fixture
-def redis_and_service() -> Iterator[tuple[RedisServer, Service]]:
-    """A private redis-server and the service on it, in its own process
-    (loopback, no auth file: every request may do anything)."""
-    redis = RedisServer().start()
+@contextmanager
+def running_service(redis_url: str, *options: str) -> Iterator[Service]:
+    """``python -m service serve`` on ``redis_url`` in its own process
+    (loopback, no auth file: every request may do anything), stopped at the end."""
     port = free_port()
     log_dir = tempfile.mkdtemp(prefix="sessionstore-faults-")
     log = Path(log_dir) / "service.log"
@@ -94,13 +94,13 @@ def redis_and_service() -> Iterator[tuple[RedisServer, Service]]:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--redis-url", redis.url, "--shutdown-grace", "1", "--log-level", "warning"],
+             "--redis-url", redis_url, "--shutdown-grace", "1", "--log-level", "warning", *options],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     service = Service(f"http://127.0.0.1:{port}", process, log)
     try:
         wait_for_healthz(service)
-        yield redis, service
+        yield service
     finally:
         if process.poll() is None:
             process.terminate()
@@ -109,11 +109,21 @@ def redis_and_service() -> Iterator[tuple[RedisServer, Service]]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+        log.unlink(missing_ok=True)
+        os.rmdir(log_dir)
+
+
+@pytest.fixture
+def redis_and_service() -> Iterator[tuple[RedisServer, Service]]:
+    """A private redis-server and the service on it, in its own process."""
+    redis = RedisServer().start()
+    try:
+        with running_service(redis.url) as service:
+            yield redis, service
+    finally:
         if redis.process is not None:
             os.kill(redis.process.pid, signal.SIGCONT)  # in case a test left it stopped
         redis.cleanup()
-        log.unlink(missing_ok=True)
-        os.rmdir(log_dir)
 
 
 # -- the load ---------------------------------------------------------------------------------

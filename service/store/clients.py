@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import re
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -23,26 +26,128 @@ log = logging.getLogger("sessionstore.store")
 
 SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+TLS_SCHEMES = ("rediss", "rediss+cluster")
 MAX_CONNECTIONS = 256  # per process, to one Redis
 EMBEDDED_CONNECTIONS = 100_000  # in-process: a "connection" is a queue, not a socket
+# the RedisTls fields: the command-line option that gives each (named in
+# error messages), and redis-py's keyword for it
+TLS_OPTIONS = {"ca_file": "--redis-tls-ca", "cert_file": "--redis-tls-cert", "key_file": "--redis-tls-key"}
+TLS_KWARGS = {"ca_file": "ssl_ca_certs", "cert_file": "ssl_certfile", "key_file": "ssl_keyfile"}
+
+
+@dataclass(frozen=True)
+class RedisTls:
+    """The files of a TLS connection to Redis (``rediss://`` and
+    ``rediss+cluster://``), each a PEM file: the CA the server's certificate
+    must be signed by (default: the system's CAs), and the client certificate
+    and its private key, for a Redis that asks for one
+    (``tls-auth-clients yes``). The server's certificate is always checked,
+    host name included."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def given(self) -> dict[str, str]:
+        """The files given, by field name."""
+        return {name: value for name in TLS_OPTIONS if (value := getattr(self, name))}
+
+    def ssl_kwargs(self) -> dict[str, str]:
+        """redis-py's keywords for the files given (its SSLConnection and RedisCluster take the same)."""
+        return {TLS_KWARGS[name]: value for name, value in self.given().items()}
+
+
+def validate_tls(url: str | None, tls: RedisTls | None) -> None:
+    """Raises ValueError (naming the option) for TLS files the store cannot
+    use with this URL: files with a URL that is not TLS, a client certificate
+    without its key (or the other way round), a file that cannot be read or
+    is not PEM of the right kind."""
+    given = tls.given() if tls is not None else {}
+    if not given or tls is None:
+        return
+    options = ", ".join(TLS_OPTIONS[name] for name in given)
+    if url is None:
+        raise ValueError(f"{options}: TLS files need a rediss:// --redis-url; the embedded store has no TLS")
+    scheme = urlsplit(url).scheme
+    if scheme not in TLS_SCHEMES:
+        raise ValueError(f"{options}: TLS files need a rediss:// or rediss+cluster:// Redis URL, not {scheme}://")
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise ValueError("--redis-tls-cert and --redis-tls-key go together: give the client certificate and its key")
+    for name, path in given.items():
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"{TLS_OPTIONS[name]}: cannot read {path}: {exc.strerror or exc}") from None
+    context = ssl.create_default_context()
+    if tls.ca_file:
+        try:
+            context.load_verify_locations(cafile=tls.ca_file)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(f"--redis-tls-ca: {tls.ca_file} holds no PEM CA certificate ({exc})") from None
+    if tls.cert_file and tls.key_file:
+
+        def no_passphrase() -> bytes:
+            raise ValueError("encrypted")
+
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file, password=no_passphrase)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(
+                f"--redis-tls-cert, --redis-tls-key: cannot load the client certificate {tls.cert_file} with the key "
+                f"{tls.key_file} (PEM, the key not encrypted, and the key of that certificate): {exc}"
+            ) from None
+
+
+_QUERY_SECRET = re.compile(r"([?&;](?:ssl_)?password=)[^&;#]*", re.IGNORECASE)
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL without its password, for logs and error messages: the one in
+    the user info (``redis://user:***@host``, with any number of hosts after
+    it) and a ``password=`` query argument. Cautious with malformed URLs: a
+    password holding an unescaped ``/``, ``?``, ``#`` or ``@`` is hidden
+    too, even where that hides a bit more than the password."""
+    url = _QUERY_SECRET.sub(r"\1***", url)
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    # the user info ends at the last "@"; a password holding "/" or "#" (not
+    # escaped) ends the URL's authority early, so look at the whole rest
+    userinfo, at, after = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user, _, password = userinfo.partition(":")
+    if not password:
+        return url  # an empty password: nothing to hide
+    return f"{scheme}://{user}:***@{after}"
 
 
-def validate_url(url: str) -> None:
-    """Raises ValueError for a URL the store cannot use."""
-    scheme = urlsplit(url).scheme
+def validate_url(url: str, tls: RedisTls | None = None) -> None:
+    """Raises ValueError for a URL (and TLS files) the store cannot use. The
+    messages never quote the URL's user info."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
     if scheme not in SCHEMES:
         raise ValueError(f"unsupported Redis URL scheme {scheme!r}: use one of {', '.join(s + '://' for s in SCHEMES)}")
+    if scheme != "unix":
+        # a password holding "/", "?" or "#" not %-escaped ends the host part
+        # early: refuse it here rather than quote part of it in an error later
+        # (a cluster URL has no query: its nodes are checked in cluster_nodes)
+        malformed = "@" in parts.path + parts.fragment + (parts.query if scheme in CLUSTER_SCHEMES else "")
+        if not malformed and scheme not in CLUSTER_SCHEMES:
+            try:
+                parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+            except ValueError:
+                malformed = True
+        if malformed:
+            raise ValueError(
+                "malformed Redis URL: %-escape the characters : / ? # @ % in its user name and password "
+                f"(e.g. %2F for /); shown without its password: {redact(url)}"
+            )
     if scheme in CLUSTER_SCHEMES:
         cluster_nodes(url)
+    validate_tls(url, tls)
 
 
 def cluster_nodes(url: str) -> list[tuple[str, int]]:
@@ -63,8 +168,21 @@ def cluster_nodes(url: str) -> list[tuple[str, int]]:
     return nodes
 
 
+@contextlib.contextmanager
+def connection_lost_as_redis_error() -> Iterator[None]:
+    """A RedisConnectionError for what redis-py's cluster client raises when
+    it closes a node's connections while commands are on them (it does, on
+    reading the slot map again after a node failed): AttributeError or
+    RuntimeError from a closed transport. Those are a lost connection, to be
+    answered 503 like any other, not a bug of the caller."""
+    try:
+        yield
+    except (AttributeError, RuntimeError) as exc:
+        raise RedisConnectionError(f"connection closed during a cluster topology change ({type(exc).__name__})") from exc
+
+
 class ClusterClient(RedisCluster):
-    """redis-py's cluster client, with three changes:
+    """redis-py's cluster client, with four changes:
 
     - every command waits for the cluster's slot map first (redis-py 8.1
       routes a keyed command that comes before the map is read as a keyless
@@ -74,6 +192,10 @@ class ClusterClient(RedisCluster):
       connections waits for a free one, up to the timeout, as a single
       server's blocking pool does, instead of failing at once
       (redis-py's per-node pools raise MaxConnectionsError);
+    - a connection that redis-py closes under a command (as it reads the
+      slot map again after a node failed) fails that command with a
+      RedisConnectionError, so it is answered 503 (see
+      connection_lost_as_redis_error);
     - aclose() takes the argument a single server's client takes, so callers
       close either the same way."""
 
@@ -96,18 +218,20 @@ class ClusterClient(RedisCluster):
             self._slots.release()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        await self.initialize()  # reads the slot map once; a no-op after that
-        async with self._slot():
-            return await super().execute_command(*args, **kwargs)
+        with connection_lost_as_redis_error():
+            await self.initialize()  # reads the slot map once; a no-op after that
+            async with self._slot():
+                return await super().execute_command(*args, **kwargs)
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
         pipe = super().pipeline(transaction, shard_hint)
         execute = pipe.execute
 
         async def execute_in_slot(*args: Any, **kwargs: Any) -> Any:
-            await self.initialize()
-            async with self._slot():
-                return await execute(*args, **kwargs)
+            with connection_lost_as_redis_error():
+                await self.initialize()
+                async with self._slot():
+                    return await execute(*args, **kwargs)
 
         pipe.execute = execute_in_slot  # type: ignore[method-assign]
         return pipe
@@ -116,10 +240,12 @@ class ClusterClient(RedisCluster):
         await super().aclose()
 
 
-def connect_cluster(url: str, *, timeout_s: float) -> ClusterClient:
+def connect_cluster(url: str, *, timeout_s: float, tls: RedisTls | None = None) -> ClusterClient:
     """A client of the Redis Cluster the URL names (any of its nodes will
     do: the others are discovered). It keeps a pool of connections per node;
-    commands go to the node that owns their key's slot."""
+    commands go to the node that owns their key's slot. ``tls``: the files
+    of a ``rediss+cluster://`` URL."""
+    validate_url(url, tls)
     parts = urlsplit(url)
     return ClusterClient(
         startup_nodes=[ClusterNode(host, port) for host, port in cluster_nodes(url)],
@@ -132,23 +258,28 @@ def connect_cluster(url: str, *, timeout_s: float) -> ClusterClient:
         timeout_s=timeout_s,
         retry=Retry(NoBackoff(), 1),  # one more try, after the topology is read again (a failover)
         health_check_interval=0,
+        **(tls.ssl_kwargs() if tls is not None else {}),
     )
 
 
-def connect(url: str | None, *, timeout_s: float = 1.0) -> Any:
+def connect(url: str | None, *, timeout_s: float = 1.0, tls: RedisTls | None = None) -> Any:
     """An asyncio Redis client (auto-pipelining: see multiplex.py; its pool
     serves pub/sub and pipelines); for a ``redis+cluster://`` URL, redis-py's
     cluster client (not multiplexed). Commands fail within about ``timeout_s`` when
     Redis does not answer, so the API can answer 503 in time; the client
-    reconnects by itself on the next command once Redis is back."""
+    reconnects by itself on the next command once Redis is back. ``tls``:
+    the CA, client certificate and key files of a ``rediss://`` or
+    ``rediss+cluster://`` URL (ValueError for files with another URL, or
+    files that cannot be used)."""
     if url is None:
+        validate_tls(url, tls)  # no files without a URL
         import fakeredis
 
         log.warning("no Redis URL given: serving from an embedded in-memory store; data lives in this process only")
         return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), max_connections=EMBEDDED_CONNECTIONS)
-    validate_url(url)
     if urlsplit(url).scheme in CLUSTER_SCHEMES:
-        return connect_cluster(url, timeout_s=timeout_s)
+        return connect_cluster(url, timeout_s=timeout_s, tls=tls)  # which checks the URL and files
+    validate_url(url, tls)
     # A blocking pool: a burst of more concurrent commands than connections
     # waits for a free one (up to timeout_s) instead of failing at once.
     pool = BlockingConnectionPool.from_url(
@@ -159,5 +290,7 @@ def connect(url: str | None, *, timeout_s: float = 1.0) -> Any:
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
+        # TLS: redis-py checks the server's certificate and host name by default
+        **(tls.ssl_kwargs() if tls is not None else {}),
     )
     return MultiplexedRedis.from_pool(pool)  # owns the pool: aclose() closes it

@@ -24,9 +24,9 @@ from typing import Any
 import orjson
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import MovedError, NoScriptError, RedisClusterException, RedisError
 
-from . import keys
+from . import keys, pinned
 from .scripts import Script, Scripts
 
 log = logging.getLogger("sessionstore.store")
@@ -37,7 +37,23 @@ GENERATIONS_REMEMBERED = 100_000
 
 # What the faces catch to answer 503: Redis could not be reached or answered
 # with an error that is not the client's fault.
-UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+# (RedisClusterException: redis-py's own cluster errors, such as a slot that no
+# node covers while a failover is under way.)
+UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError, TimeoutError)
+
+
+class NotDurable(RedisError):
+    """A write that Redis applied but that fewer replicas than asked for
+    confirmed in time (WAIT): it may be lost if its primary fails now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """How many replicas must have every write before it is acknowledged
+    (``WAIT replicas timeout_ms`` after each write script; 0: no waiting)."""
+
+    replicas: int = 0
+    timeout_ms: int = 500
 
 
 def now_ms() -> int:
@@ -417,6 +433,7 @@ class SessionStore:
 
     redis: Any
     limits: Limits = field(default_factory=Limits)
+    durability: Durability = field(default_factory=Durability)
     scripts: Scripts = field(default_factory=Scripts)
     sharded_events: bool = False  # SPUBLISH (Redis Cluster) instead of PUBLISH
     _hub: EventHub | ClusterEventHubs | None = field(default=None, init=False, repr=False, compare=False)  # made by subscribe()
@@ -443,6 +460,37 @@ class SessionStore:
 
     async def _run(self, script: Script, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         return await self.scripts.run(self.redis, script, keys_, args)
+
+    async def _write(self, script: Script, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        """A script that changes data. With ``durability.replicas``, its reply
+        only once that many replicas have the change (else NotDurable): the
+        script and a WAIT go out together on one connection of their own
+        (see pinned.py), to the primary that owns the keys."""
+        wanted = self.durability.replicas
+        if not wanted:
+            return await self._run(script, keys_, args)
+        evalsha = ("EVALSHA", script.sha, len(keys_), *keys_, *args)
+        wait = ("WAIT", wanted, self.durability.timeout_ms)
+        for attempt in (1, 2, 3):
+            reply, acknowledged = await pinned.on_one_connection(self.redis, keys_[0], (evalsha, wait))
+            if isinstance(reply, NoScriptError) and attempt < 3:
+                self.scripts.reloads += 1
+                await self.redis.script_load(script.source)  # on a cluster: on every primary
+                continue
+            if isinstance(reply, MovedError) and attempt < 3:  # the slot moved (a failover, a resharding)
+                pinned.topology_changed(self.redis)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acknowledged, Exception):
+                raise acknowledged
+            if acknowledged < wanted:
+                raise NotDurable(
+                    f"the write was applied but only {acknowledged} of {wanted} replicas confirmed it within "
+                    f"{self.durability.timeout_ms} ms; it may be lost if its primary fails"
+                )
+            return reply
+        raise reply  # a second NOSCRIPT or MOVED in a row
 
     async def _many(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
         """Independent commands, on any keys, pipelined: one round trip (on a
@@ -478,7 +526,7 @@ class SessionStore:
     async def ensure_namespace(self, tenant: str, name: str, ttl_s: int | None = None) -> Namespace:
         """Create the namespace unless it exists; set its TTL when one is given."""
         await self.redis.sadd(keys.tenant_namespaces(tenant), name)
-        c, t, g, _fresh = await self._run(
+        c, t, g, _fresh = await self._write(
             self.scripts.namespace_ensure, [keys.namespace(tenant, name)], [now_ms(), "" if ttl_s is None else ttl_s]
         )
         return Namespace(tenant, name, int(c), int(t), int(g))
@@ -502,7 +550,7 @@ class SessionStore:
         # Queue the generation for the sweeper first: if this process dies
         # between the two calls, the sweeper finds nothing there and moves on.
         await self.redis.sadd(keys.GRAVES, keys.grave(tenant, name, ns.generation))
-        return bool(await self._run(self.scripts.namespace_delete, [keys.namespace(tenant, name)], [ns.generation]))
+        return bool(await self._write(self.scripts.namespace_delete, [keys.namespace(tenant, name)], [ns.generation]))
 
     async def _namespace_for_write(self, tenant: str, name: str, create: bool) -> Namespace | None:
         ns = await self.namespace(tenant, name)
@@ -599,7 +647,7 @@ class SessionStore:
         else:
             stamp = ns.ttl_s * 1000
         now = now_ms()
-        reply = await self._run(
+        reply = await self._write(
             self.scripts.session_mutate,
             sk,
             [
@@ -627,7 +675,7 @@ class SessionStore:
         if ns is None:
             return WriteResult(Status.MISSING, 0)
         sk = keys.session(tenant, namespace, ns.generation, session_id)
-        status, new_version = await self._run(
+        status, new_version = await self._write(
             self.scripts.session_delete,
             sk,
             [now_ms(), session_id, "" if version is None else version, "p" if self.sharded_events else ""],
@@ -643,7 +691,7 @@ class SessionStore:
         if ns is None:
             return WriteResult(Status.MISSING, 0)
         sk = keys.session(tenant, namespace, ns.generation, session_id)
-        status, version, created = await self._run(
+        status, version, created = await self._write(
             self.scripts.session_settings,
             sk[:4],
             [now_ms(), session_id, "" if ttl_s is None else ttl_s, "1" if create else "0"],
@@ -786,7 +834,7 @@ class SessionStore:
         assert ns is not None  # created when missing
         sk = keys.session(tenant, namespace, ns.generation, session_id)
         now = now_ms()
-        _created, flat = await self._run(
+        _created, flat = await self._write(
             self.scripts.session_get_or_create, sk[:4], [now, session_id, "" if idle_ttl_ms is None else idle_ttl_ms]
         )
         # HGETALL from Lua is a flat list: field, value, field, value...
