@@ -20,6 +20,7 @@ import anyio
 import httpx
 import orjson
 import pytest
+from redis.asyncio.cluster import ClusterNode
 
 from service.store import clients
 from service.store.core import Changes, Durability, NotDurable, SessionStore, Status
@@ -398,3 +399,70 @@ def test_durable_write_options_are_checked(options: list[str], complaint: bytes)
     )  # fmt: skip
     assert done.returncode == 2, done
     assert complaint in done.stderr and b"Traceback" not in done.stderr, done.stderr
+
+
+async def test_refused_writes_keep_their_own_answer_without_replicas(redis_server: RedisServer) -> None:
+    """No replica: a write that Redis applied is NotDurable; one that the
+    script refused (a version conflict, a missing session) changed nothing,
+    so its own answer stands."""
+    client = clients.connect(redis_server.url, timeout_s=5)
+    try:
+        plain, durable = SessionStore(client), SessionStore(client, durability=Durability(1, DURABLE_TIMEOUT_MS))
+        await plain.write(TENANT, "refused", "s1", Changes().set("a", b"1"))
+        conflict = await durable.write(TENANT, "refused", "s1", Changes().set("a", b"2"), version=7)
+        assert conflict.status is Status.VERSION and conflict.version == 1
+        missing = await durable.delete_session(TENANT, "refused", "nobody")
+        assert missing.status is Status.MISSING
+        with pytest.raises(NotDurable):
+            await durable.write(TENANT, "refused", "s1", Changes().set("a", b"3"), version=1)
+    finally:
+        await client.aclose()
+
+
+async def test_durable_writes_reconnect_pooled_connections_that_redis_closed(
+    primary_and_replica: tuple[RedisServer, RedisServer],
+) -> None:
+    """Redis closes idle connections (``timeout 1``): the pooled connections
+    that durable writes use are found closed before anything is sent on
+    them, and made again; no write fails for it."""
+    primary, _ = primary_and_replica
+    redis_cli(primary.port, "config", "set", "timeout", "1")
+    client = clients.connect(primary.url, timeout_s=5)
+    try:
+        store = SessionStore(client, durability=Durability(1, DURABLE_TIMEOUT_MS))
+
+        async def burst(n: int) -> None:
+            async with anyio.create_task_group() as tg:
+                for i in range(16):
+                    tg.start_soon(store.write, TENANT, "idle", f"s{i}", Changes().set("n", str(n).encode()))
+
+        await burst(1)
+        await anyio.sleep(2.5)  # Redis closes every one of those connections meanwhile
+        await burst(2)
+        for i in range(16):
+            session = await store.read(TENANT, "idle", f"s{i}")
+            assert session is not None and session.properties == {"n": b"2"}
+    finally:
+        await client.aclose()
+
+
+async def test_durable_writes_on_the_cluster_stay_within_the_connection_limit(redis_cluster: RedisClusterServers) -> None:
+    """More concurrent durable writes than a node has connections: they wait
+    for a free one, as every other command does, and all succeed."""
+    client = clients.ClusterClient(
+        startup_nodes=[ClusterNode("127.0.0.1", s.port) for s in redis_cluster.servers[:3]],
+        max_connections=4, socket_timeout=5, socket_connect_timeout=5, timeout_s=5,
+    )  # fmt: skip
+    try:
+        store = SessionStore(client, durability=Durability(1, DURABLE_TIMEOUT_MS))
+        results = []
+
+        async def write(i: int) -> None:
+            results.append(await store.write(TENANT, "crowded", f"s{i % 3}", Changes().set(f"p{i}", b"1")))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(48):
+                tg.start_soon(write, i)
+        assert len(results) == 48 and all(r.status is Status.OK for r in results)
+    finally:
+        await client.aclose()

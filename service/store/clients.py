@@ -19,6 +19,7 @@ from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .multiplex import MultiplexedRedis
 
@@ -182,7 +183,7 @@ def connection_lost_as_redis_error() -> Iterator[None]:
 
 
 class ClusterClient(RedisCluster):
-    """redis-py's cluster client, with four changes:
+    """redis-py's cluster client, with these changes:
 
     - every command waits for the cluster's slot map first (redis-py 8.1
       routes a keyed command that comes before the map is read as a keyless
@@ -196,6 +197,8 @@ class ClusterClient(RedisCluster):
       slot map again after a node failed) fails that command with a
       RedisConnectionError, so it is answered 503 (see
       connection_lost_as_redis_error);
+    - primary_connection(key): a connection of the key's primary, for
+      commands that must share one;
     - aclose() takes the argument a single server's client takes, so callers
       close either the same way."""
 
@@ -235,6 +238,33 @@ class ClusterClient(RedisCluster):
 
         pipe.execute = execute_in_slot  # type: ignore[method-assign]
         return pipe
+
+    @contextlib.asynccontextmanager
+    async def primary_connection(self, key: str) -> AsyncIterator[Any]:
+        """A connection of its own to the primary that owns ``key``'s slot,
+        for commands that must share one (a write and its WAIT: see
+        pinned.py); within the same limit of connections as every other
+        command. A connection error makes the client read the slot map again
+        before its next command (the node may be gone: a failover)."""
+        with connection_lost_as_redis_error():
+            await self.initialize()
+            async with self._slot():
+                node = self.get_node_from_key(key)
+                if node is None:  # pragma: no cover - redis-py raises SlotNotCoveredError instead
+                    raise RedisConnectionError(f"no primary holds the slot of {key!r}")
+                connection = node.acquire_connection()
+                try:
+                    yield connection
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    self.topology_changed()
+                    raise
+                finally:
+                    node.release(connection)
+
+    def topology_changed(self) -> None:
+        """Read the slot map again before the next command (as redis-py does
+        after a connection error; under its lock, once for many callers)."""
+        self._initialize = True
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         await super().aclose()

@@ -17,7 +17,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +162,11 @@ class Changes:
     def increment(self, name: str, by: int | float) -> Changes:
         self.args += ("inc", keys.property_field(name), orjson.dumps(by))
         return self
+
+
+def _status_ok(reply: Any) -> bool:
+    """Whether a session script's reply says it wrote (its status is "ok")."""
+    return bool(reply[0] == b"ok")
 
 
 def _session_from_hash(session_id: str, raw: dict[bytes, bytes], now: int) -> Session | None:
@@ -461,27 +466,35 @@ class SessionStore:
     async def _run(self, script: Script, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         return await self.scripts.run(self.redis, script, keys_, args)
 
-    async def _write(self, script: Script, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _write(
+        self, script: Script, keys_: Sequence[str], args: Sequence[Any], wrote: Callable[[Any], bool] = lambda _: True
+    ) -> Any:
         """A script that changes data. With ``durability.replicas``, its reply
         only once that many replicas have the change (else NotDurable): the
         script and a WAIT go out together on one connection of their own
-        (see pinned.py), to the primary that owns the keys."""
+        (see pinned.py), to the primary that owns the keys. ``wrote``: whether
+        the reply says the script changed anything (a refused write, such as
+        a version conflict, changed nothing, so it has nothing to lose and
+        its own answer stands)."""
         wanted = self.durability.replicas
         if not wanted:
             return await self._run(script, keys_, args)
         evalsha = ("EVALSHA", script.sha, len(keys_), *keys_, *args)
         wait = ("WAIT", wanted, self.durability.timeout_ms)
         for attempt in (1, 2, 3):
+            # NOSCRIPT or MOVED: the script did not run, so running it again cannot apply it twice
             reply, acknowledged = await pinned.on_one_connection(self.redis, keys_[0], (evalsha, wait))
             if isinstance(reply, NoScriptError) and attempt < 3:
                 self.scripts.reloads += 1
                 await self.redis.script_load(script.source)  # on a cluster: on every primary
                 continue
             if isinstance(reply, MovedError) and attempt < 3:  # the slot moved (a failover, a resharding)
-                pinned.topology_changed(self.redis)
+                self.redis.topology_changed()  # only a cluster answers MOVED
                 continue
             if isinstance(reply, Exception):
                 raise reply
+            if not wrote(reply):
+                return reply
             if isinstance(acknowledged, Exception):
                 raise acknowledged
             if acknowledged < wanted:
@@ -490,7 +503,7 @@ class SessionStore:
                     f"{self.durability.timeout_ms} ms; it may be lost if its primary fails"
                 )
             return reply
-        raise reply  # a second NOSCRIPT or MOVED in a row
+        raise AssertionError("unreachable: the third attempt returns or raises")
 
     async def _many(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
         """Independent commands, on any keys, pipelined: one round trip (on a
@@ -550,7 +563,9 @@ class SessionStore:
         # Queue the generation for the sweeper first: if this process dies
         # between the two calls, the sweeper finds nothing there and moves on.
         await self.redis.sadd(keys.GRAVES, keys.grave(tenant, name, ns.generation))
-        return bool(await self._write(self.scripts.namespace_delete, [keys.namespace(tenant, name)], [ns.generation]))
+        return bool(
+            await self._write(self.scripts.namespace_delete, [keys.namespace(tenant, name)], [ns.generation], wrote=bool)
+        )
 
     async def _namespace_for_write(self, tenant: str, name: str, create: bool) -> Namespace | None:
         ns = await self.namespace(tenant, name)
@@ -662,6 +677,7 @@ class SessionStore:
                 flags,
                 *changes.args,
             ],
+            wrote=_status_ok,
         )
         status, new_version, created, extra = reply[:4]
         session = None
@@ -679,6 +695,7 @@ class SessionStore:
             self.scripts.session_delete,
             sk,
             [now_ms(), session_id, "" if version is None else version, "p" if self.sharded_events else ""],
+            wrote=_status_ok,
         )
         return WriteResult(Status(status.decode()), int(new_version))
 
@@ -695,6 +712,7 @@ class SessionStore:
             self.scripts.session_settings,
             sk[:4],
             [now_ms(), session_id, "" if ttl_s is None else ttl_s, "1" if create else "0"],
+            wrote=_status_ok,
         )
         return WriteResult(Status(status.decode()), int(version), bool(created))
 
