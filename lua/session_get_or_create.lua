@@ -3,13 +3,16 @@
 -- moves its idle expiry to now + idle TTL (a touch), all in one step: two
 -- concurrent reads of a missing id make one session, never two. This is the
 -- Genesys face's GET, which answers with a session whether one existed or not.
+-- A session it creates is a change: its event ({"version":1,"changed":[],...})
+-- goes out on the session's channel, as session_mutate's would.
 -- KEYS: 1 session hash, 2 bucket id index (zset), 3 bucket expiry index (zset),
---       4 bucket session-TTL index (hash)
--- ARGV: 1 now (ms), 2 session id, 3 idle TTL (ms) of the session: '' keep, '0' clear, N set
+--       4 bucket session-TTL index (hash), 5 the session's event channel
+-- ARGV: 1 now (ms), 2 session id, 3 idle TTL (ms) of the session: '' keep, '0' clear, N set,
+--       4 flags: 'p' = SPUBLISH the event (Redis Cluster) instead of PUBLISH
 -- Returns {created (0|1), {field, value, ...}}: the whole session hash after the
 -- call (the metadata field ":" included, expired properties dropped), as HGETALL
 -- gives it.
-local key, idx, exp_index, ttl_index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local key, idx, exp_index, ttl_index, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now = tonumber(ARGV[1])
 local sid = ARGV[2]
 local m = meta_load(key)
@@ -24,6 +27,9 @@ if ARGV[3] ~= '' then m.i = tonumber(ARGV[3]) end
 if m.i > 0 then m.a = now + m.i else m.a = 0 end
 meta_store(key, m)
 apply_expiry(key, exp_index, sid, m, redis.call('HLEN', key) - 1)
-if created == 1 then redis.call('ZADD', idx, 0, sid) end
+if created == 1 then
+  redis.call('ZADD', idx, 0, sid)
+  publish_change(channel, ARGV[4], m.v, {}, {})
+end
 prune_index(idx, exp_index, ttl_index, now, 16)
 return {created, redis.call('HGETALL', key)}

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from service.app import build_app
@@ -467,3 +468,17 @@ async def test_read_or_create(store: SessionStore) -> None:
     await store.write(TENANT, "ns", "s", Changes().set("short", b'"x"'), property_ttl_ms=50)
     await asyncio.sleep(0.1)
     assert set((await store.read_or_create(TENANT, "ns", "s")).properties) == {"a", ":odd"}
+
+
+async def test_read_or_create_publishes_the_creation(store: SessionStore) -> None:
+    """A session that a read creates is a change: followers of it (the native
+    API's event stream) hear of it once, and not of later reads."""
+    subscription = await store.subscribe(TENANT, "ns", "born")
+    try:
+        await store.read_or_create(TENANT, "ns", "born", idle_ttl_ms=60_000)
+        event = await subscription.next(timeout=5)
+        assert event is not None and orjson.loads(event) == {"version": 1, "changed": [], "deleted": []}
+        await store.read_or_create(TENANT, "ns", "born", idle_ttl_ms=60_000)
+        assert await subscription.next(timeout=0.3) is None
+    finally:
+        await subscription.aclose()

@@ -853,7 +853,9 @@ class SessionStore:
         sk = keys.session(tenant, namespace, ns.generation, session_id)
         now = now_ms()
         _created, flat = await self._write(
-            self.scripts.session_get_or_create, sk[:4], [now, session_id, "" if idle_ttl_ms is None else idle_ttl_ms]
+            self.scripts.session_get_or_create,
+            sk,
+            [now, session_id, "" if idle_ttl_ms is None else idle_ttl_ms, "p" if self.sharded_events else ""],
         )
         # HGETALL from Lua is a flat list: field, value, field, value...
         found = _session_from_hash(session_id, dict(zip(flat[::2], flat[1::2], strict=True)), now)
