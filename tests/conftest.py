@@ -169,15 +169,42 @@ def free_cluster_port(taken: set[int]) -> int:
 @dataclass
 class RedisClusterServers:
     """A private Redis Cluster: six redis-servers (three primaries, three
-    replicas) on free ports, joined with ``redis-cli --cluster create``."""
+    replicas) on free ports, joined with ``redis-cli --cluster create``.
+
+    ``tls``: every node serves TLS only, on its port (the plain port is off),
+    with these certificates, and the cluster bus and replication run over
+    TLS too (``tls-cluster``, ``tls-replication``); ``tls_auth_clients`` is
+    each node's tls-auth-clients; the URL is then ``rediss+cluster://``.
+    ``acl``: the lines of every node's ACL file (as RedisServer's), with
+    ``auth``, the user and password that redis-cli and the replicas (their
+    ``masteruser``, ``masterauth``) log in as."""
 
     size: int = 6
     node_timeout_ms: int = 2000  # how long a primary may be silent before its replica takes over
     servers: list[RedisServer] = field(default_factory=list)
+    tls: TlsFiles | None = None
+    tls_auth_clients: str = "yes"
+    acl: list[str] = field(default_factory=list)
+    auth: tuple[str, str] | None = None
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers[:3])
+        scheme = "rediss+cluster" if self.tls else "redis+cluster"
+        return f"{scheme}://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers[:3])
+
+    def url_as(self, user: str, password: str) -> str:
+        """The URL with a user and password (not escaped: give plain ones)."""
+        return self.url.replace("://", f"://{user}:{password}@", 1)
+
+    def cli_options(self) -> list[str]:
+        """redis-cli's options to reach a node: TLS with the client certificate, the user and password."""
+        options: list[str] = []
+        if self.tls is not None:
+            options += ["--tls", "--cacert", str(self.tls.ca),
+                        "--cert", str(self.tls.client_cert), "--key", str(self.tls.client_key)]  # fmt: skip
+        if self.auth is not None:
+            options += ["--user", self.auth[0], "--pass", self.auth[1], "--no-auth-warning"]
+        return options
 
     def start(self) -> RedisClusterServers:
         cli = shutil.which("redis-cli")
@@ -186,12 +213,22 @@ class RedisClusterServers:
         taken: set[int] = set()
         try:
             for _ in range(self.size):
-                server = RedisServer(port=free_cluster_port(taken))
+                server = RedisServer(port=free_cluster_port(taken), tls=self.tls,
+                                     tls_auth_clients=self.tls_auth_clients, acl=self.acl)  # fmt: skip
                 server.extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", str(self.node_timeout_ms),
                                 "--cluster-config-file", f"{server.directory}/nodes-{server.port}.conf"]
+                if self.tls is not None:
+                    # the cluster bus (on port + 10000) and replication over TLS too; a node
+                    # connecting to another shows the client certificate (the server's is
+                    # for server authentication only: with tls-auth-clients yes, refused)
+                    server.extra += ["--tls-cluster", "yes", "--tls-replication", "yes",
+                                     "--tls-client-cert-file", str(self.tls.client_cert),
+                                     "--tls-client-key-file", str(self.tls.client_key)]  # fmt: skip
+                if self.auth is not None:
+                    server.extra += ["--masteruser", self.auth[0], "--masterauth", self.auth[1]]
                 self.servers.append(server.start())
             subprocess.run(
-                [cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
+                [cli, *self.cli_options(), "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
                  "--cluster-replicas", "1", "--cluster-yes"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
             )
@@ -208,17 +245,18 @@ class RedisClusterServers:
             raise
         return self
 
-    @staticmethod
-    def _ok(cli: str, port: int) -> bool:
-        info = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), "cluster", "info"],
+    def _ok(self, cli: str, port: int) -> bool:
+        info = subprocess.run([cli, *self.cli_options(), "-h", "127.0.0.1", "-p", str(port), "cluster", "info"],
                               capture_output=True, text=True, timeout=10, check=False).stdout
         return "cluster_state:ok" in info
 
     def _replicating(self, cli: str) -> bool:
         links = 0
         for server in self.servers:
-            info = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(server.port), "info", "replication"],
-                                  capture_output=True, text=True, timeout=10, check=False).stdout
+            info = subprocess.run(
+                [cli, *self.cli_options(), "-h", "127.0.0.1", "-p", str(server.port), "info", "replication"],
+                capture_output=True, text=True, timeout=10, check=False,
+            ).stdout  # fmt: skip
             if "role:slave" in info:
                 if "master_link_status:up" not in info:
                     return False
@@ -227,7 +265,7 @@ class RedisClusterServers:
 
     def _agreed(self, cli: str) -> bool:
         for server in self.servers:
-            check = subprocess.run([cli, "--cluster", "check", f"127.0.0.1:{server.port}"],
+            check = subprocess.run([cli, *self.cli_options(), "--cluster", "check", f"127.0.0.1:{server.port}"],
                                    capture_output=True, text=True, timeout=10, check=False).stdout
             if "[OK] All nodes agree about slots configuration." not in check or "[OK] All 16384 slots covered." not in check:
                 return False

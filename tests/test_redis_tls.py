@@ -2,8 +2,10 @@
 and with an ACL user and password: the app (the multiplexed connection and
 the Lua scripts), ``sessionstore check`` and ``sessionstore serve`` against
 private redis-servers these tests start (TLS only, client certificates
-required, the default user off), the options' bad combinations, and the
-password never in a log line, an error body or the command's output.
+required, the default user off), the app and ``sessionstore check`` on a
+private TLS-only Redis Cluster (``rediss+cluster://``), the options' bad
+combinations, and the password never in a log line, an error body or the
+command's output.
 
 These tests start their own servers: they do not run on the backend
 fixture's three backends."""
@@ -32,7 +34,7 @@ from service.config import Settings
 from service.store import clients
 from service.store.clients import ClusterClient, RedisTls, redact
 
-from .conftest import TENANT, RedisServer, free_port, key, serve_app
+from .conftest import TENANT, RedisClusterServers, RedisServer, free_port, key, serve_app
 from .tls_certs import TlsFiles, make_tls_files
 
 PASSWORD = "tls-acl-password-7c41e2"
@@ -63,6 +65,17 @@ def acl_redis() -> Iterator[RedisServer]:
     server = RedisServer(acl=ACL).start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(certs: TlsFiles) -> Iterator[RedisClusterServers]:
+    """A Redis Cluster (three primaries, three replicas) serving TLS only:
+    clients, the cluster bus and replication; client certificates required;
+    on every node the default user off and alice on (the replicas log in to
+    their primaries as alice)."""
+    cluster = RedisClusterServers(tls=certs, tls_auth_clients="yes", acl=ACL, auth=("alice", PASSWORD)).start()
+    yield cluster
+    cluster.cleanup()
 
 
 def tls_of(certs: TlsFiles, *, client_cert: bool = True, ca: Path | None = None) -> RedisTls:
@@ -357,6 +370,66 @@ async def test_an_acl_user_without_tls(acl_redis: RedisServer, caplog: pytest.Lo
     logs = "\n".join(f"{r.getMessage()} {r.__dict__!r}" for r in caplog.records)
     assert "sessionstore.access" in logs
     assert_no_secret(logs, *(r.text for r in answers))
+
+
+# -- a Redis Cluster over TLS -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_app_on_a_tls_cluster(tls_cluster: RedisClusterServers, certs: TlsFiles) -> None:
+    """rediss+cluster:// end to end: the LivePerson and native APIs on
+    sessions spread over the three primaries, each primary reached over TLS
+    (the server certificate and host name checked) as alice."""
+    admin = key("admin")
+    ids = [f"s{i}" for i in range(20)]  # in different buckets, so on different slots and nodes
+    redis = clients.connect(tls_cluster.url_as("alice", PASSWORD), timeout_s=5, tls=tls_of(certs))
+    try:
+        assert isinstance(redis, ClusterClient)
+        async with serve_app(redis) as api:
+            assert (await api.post(LP, json={"name": "tlsc"}, headers=admin)).status_code == 204
+
+            async def one(sid: str) -> None:
+                r = await api.patch(f"{LP}/tlsc/{sid}/properties", json={"id": sid, "n": 1}, headers=admin)
+                assert r.status_code == 204, r.text
+                r = await api.get(f"{LP}/tlsc/{sid}/properties", headers=admin)
+                assert r.status_code == 200 and r.json() == {"id": sid, "n": 1}, r.text
+                r = await api.put(f"{NATIVE}/tlsc-n/sessions/{sid}", json={"properties": {"c": [sid]}}, headers=admin)
+                assert r.status_code == 201, r.text
+                r = await api.get(f"{NATIVE}/tlsc-n/sessions/{sid}", headers=admin)
+                assert r.status_code == 200 and r.json()["properties"] == {"c": [sid]}, r.text
+                assert r.headers["etag"] == '"1"'
+
+            await asyncio.gather(*(one(sid) for sid in ids))
+            assert (await api.get("/readyz")).status_code == 200
+            r = await api.get(f"{NATIVE}/tlsc-n/sessions/{ids[7]}", headers=admin)  # read again, after the burst
+            assert r.status_code == 200 and r.json()["properties"] == {"c": [ids[7]]}, r.text
+        primaries = redis.get_primaries()
+        assert len(primaries) == 3 and {p.port for p in primaries} <= {s.port for s in tls_cluster.servers}
+        # every primary holds some of the sessions, and was reached over TLS as alice
+        held = [await redis.keys("ss:*:s:*", target_nodes=primary) for primary in primaries]
+        assert sum(map(len, held)) == 2 * len(ids) and all(held), held  # the LivePerson and the native ones
+        for primary in primaries:
+            assert primary.connection_class.__name__ == "SSLConnection"
+            assert primary.connection_kwargs["ssl_check_hostname"] is True
+            assert await redis.execute_command("ACL WHOAMI", target_nodes=primary) in ("alice", b"alice")
+    finally:
+        await redis.aclose()
+
+
+def test_check_on_a_tls_cluster(tls_cluster: RedisClusterServers, certs: TlsFiles) -> None:
+    result = run_cli("check", "--redis-url", tls_cluster.url_as("alice", PASSWORD), *tls_flags(certs))
+    assert result.returncode == 0, result.stdout + result.stderr
+    nodes = ",".join(f"127.0.0.1:{s.port}" for s in tls_cluster.servers[:3])
+    assert result.stdout.startswith(f"redis: answers at rediss+cluster://alice:***@{nodes} ("), result.stdout
+    assert ", cluster)\n" in result.stdout and "problem:" not in result.stdout, result.stdout
+    # without the client certificate, the nodes refuse the connection
+    url = tls_cluster.url_as("alice", PASSWORD)
+    no_cert = run_cli("check", "--redis-url", url, *tls_flags(certs, client_cert=False))
+    assert no_cert.returncode == 1, no_cert.stdout + no_cert.stderr
+    assert no_cert.stdout.startswith("redis: does not answer at rediss+cluster://alice:***@"), no_cert.stdout
+    for r in (result, no_cert):
+        assert "Traceback" not in r.stdout + r.stderr
+        assert_no_secret(r.stdout, r.stderr)
 
 
 # -- the URL in logs, and the client's TLS keywords -----------------------------------
