@@ -62,8 +62,7 @@ def tls_from_args(args: argparse.Namespace) -> Any:
     """The RedisTls of the --redis-tls-* options, or None when none is given."""
     from .store.clients import RedisTls
 
-    tls = RedisTls(args.redis_tls_ca, args.redis_tls_cert, args.redis_tls_key)
-    return tls if tls.given() else None
+    return RedisTls.of(args.redis_tls_ca, args.redis_tls_cert, args.redis_tls_key)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -44,5 +44,4 @@ class Settings:
 
     def redis_tls(self) -> RedisTls | None:
         """The TLS files for the Redis client, or None when none is given."""
-        tls = RedisTls(self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
-        return tls if tls.given() else None
+        return RedisTls.of(self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -149,6 +151,51 @@ class RedisServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def serve_process(
+    *args: str, env: dict[str, str] | None = None, ready: str = "/readyz"
+) -> tuple[subprocess.Popen[str], str]:
+    """``sessionstore serve`` in a process of its own on a free port (no
+    SESSIONSTORE_* variables from the test's environment, but ``env``),
+    returned once ``ready`` answers 200; its output in a pipe, for stop_process."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSTORE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**clean, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(process.communicate()[0])
+        try:
+            if httpx.get(url + ready, timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError("the service did not start: " + process.communicate()[0])
+
+
+def stop_process(process: subprocess.Popen[str], timeout: float = 30, *, terminate: bool = True) -> tuple[int, str]:
+    """SIGTERM (unless sent already: a second one may come as the process
+    exits, when Python no longer handles it) and wait for the end; its exit
+    code and output."""
+    if terminate:
+        process.send_signal(signal.SIGTERM)
+    try:
+        output = process.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output = process.communicate()[0]
+        raise AssertionError("the service did not stop in time:\n" + output) from None
+    return process.returncode, output
 
 
 def free_cluster_port(taken: set[int]) -> int:

@@ -26,7 +26,7 @@ from service.store import clients
 from service.store.core import Changes, Durability, NotDurable, SessionStore, Status
 
 from .conftest import TENANT, RedisClusterServers, RedisServer, free_port
-from .test_faults import CONTRACT_S, ROOT, Record, operations, running_service, seed
+from .test_faults import CONTRACT_S, ROOT, Load, assert_only_success_or_503, running_service, seed
 
 pytestmark = pytest.mark.anyio
 
@@ -109,35 +109,11 @@ def failing_cluster() -> Iterator[RedisClusterServers]:
 
 
 @dataclass
-class Load:
-    """Clients calling the service until told to stop, every answer recorded."""
+class DurableLoad(Load):
+    """Writes whose answers are remembered, to look for them after a failover."""
 
-    client: httpx.AsyncClient
-    records: list[Record] = field(default_factory=list)
     acknowledged: dict[str, dict[str, int]] = field(default_factory=dict)  # session -> property -> value
     refused: dict[str, dict[str, int]] = field(default_factory=dict)  # writes answered 503
-    stop_at: float = float("inf")
-
-    async def request(self, label: str, method: str, path: str, body: object | None, headers: dict[str, str]) -> Record:
-        started = time.monotonic()
-        try:
-            r = await self.client.request(
-                method, path, content=None if body is None else orjson.dumps(body),
-                headers={"Content-Type": "application/json", **headers} if body is not None else headers,
-            )  # fmt: skip
-            record = Record(label, started, time.monotonic() - started, r.status_code, r.content,
-                            r.headers.get("content-type", ""))  # fmt: skip
-        except httpx.HTTPError as exc:
-            record = Record(label, started, time.monotonic() - started, -1, repr(exc).encode(), "")
-        self.records.append(record)
-        return record
-
-    async def mixed(self, worker: int) -> None:
-        """Every face, reads and writes (tests/test_faults.py's mix)."""
-        n = 0
-        while time.monotonic() < self.stop_at:
-            await self.request(*operations(worker, n))
-            n += 1
 
     async def durable_writes(self, worker: int) -> None:
         """Each write a new property of one of the worker's sessions, so
@@ -151,19 +127,6 @@ class Load:
             elif record.status == 503:
                 self.refused.setdefault(session, {})[f"n{n}"] = n
             n += 1
-
-
-def assert_only_success_or_503(records: list[Record], log: str) -> None:
-    """No 500 (nor any 5xx but 503), no request left unanswered, every 503 a
-    JSON error within the 2 s contract."""
-    unanswered = [r for r in records if r.status == -1]
-    assert not unanswered, f"requests without an answer: {unanswered[:5]}\n{log}"
-    odd = [r for r in records if r.status not in (200, 201, 204, 404, 503)]
-    assert not odd, f"unexpected answers: {[(r.op, r.status, r.body[:200]) for r in odd[:5]]}\n{log}"
-    for r in records:
-        if r.status == 503:
-            assert "json" in r.content_type and orjson.loads(r.body), (r.op, r.content_type, r.body[:200])
-            assert r.elapsed < CONTRACT_S, f"{r.op}: 503 after {r.elapsed:.3f} s"
 
 
 async def read_properties(client: httpx.AsyncClient, session: str) -> dict[str, object]:
@@ -221,7 +184,7 @@ async def test_cluster_durable_writes_survive_the_failover_of_their_primary(
     options = ("--durable-writes", "1", "--durable-timeout", str(DURABLE_TIMEOUT_MS))
     with running_service(failing_cluster.url, *options) as service:
         async with httpx.AsyncClient(base_url=service.url, timeout=10.0) as client:
-            load = Load(client)
+            load = DurableLoad(client)
             async with anyio.create_task_group() as tg:
                 for worker in range(WORKERS):
                     tg.start_soon(load.durable_writes, worker)
@@ -290,7 +253,7 @@ async def test_durable_writes_are_acknowledged_only_once_a_replica_has_them(
     options = ("--durable-writes", "1", "--durable-timeout", str(DURABLE_TIMEOUT_MS))
     with running_service(primary.url, *options) as service:
         async with httpx.AsyncClient(base_url=service.url, timeout=10.0) as client:
-            load = Load(client)
+            load = DurableLoad(client)
             async with anyio.create_task_group() as tg:
                 for worker in range(8):
                     tg.start_soon(load.durable_writes, worker)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -162,45 +162,69 @@ async def seed(client: httpx.AsyncClient) -> None:
         assert r.status_code == 204, r.text
 
 
+@dataclass
+class Load:
+    """Clients calling the service until told to stop, every answer recorded."""
+
+    client: httpx.AsyncClient
+    records: list[Record] = field(default_factory=list)
+    stop_at: float = float("inf")
+
+    async def request(self, label: str, method: str, path: str, body: object | None, headers: dict[str, str]) -> Record:
+        started = time.monotonic()
+        try:
+            r = await self.client.request(
+                method, path, content=None if body is None else orjson.dumps(body),
+                headers={"Content-Type": "application/json", **headers} if body is not None else headers,
+            )  # fmt: skip
+            record = Record(label, started, time.monotonic() - started, r.status_code, r.content,
+                            r.headers.get("content-type", ""))  # fmt: skip
+        except httpx.HTTPError as exc:  # no answer: a transport error or the client's timeout
+            record = Record(label, started, time.monotonic() - started, -1, repr(exc).encode(), "")
+        self.records.append(record)
+        return record
+
+    async def mixed(self, worker: int) -> None:
+        """Every face, reads and writes (operations())."""
+        n = 0
+        while time.monotonic() < self.stop_at:
+            await self.request(*operations(worker, n))
+            n += 1
+
+
 async def run_load(
     service: Service, fault: Callable[[], Awaitable[tuple[float, float]]]
 ) -> tuple[list[Record], float, float, float]:
     """Drive the load while ``fault`` runs (it returns when the fault began
     and when it ended); stop AFTER_S after the end. Returns the records,
     the fault's start and end, and when the load stopped."""
-    records: list[Record] = []
-    stop_at = float("inf")
     limits = httpx.Limits(max_connections=WORKERS, max_keepalive_connections=WORKERS)
     # the client waits longer than the contract, so a slow answer is measured, not cut short
     async with httpx.AsyncClient(base_url=service.url, limits=limits, timeout=10.0) as client:
         await seed(client)
-
-        async def worker(number: int) -> None:
-            n = 0
-            while time.monotonic() < stop_at:
-                label, method, path, body, headers = operations(number, n)
-                n += 1
-                started = time.monotonic()
-                try:
-                    r = await client.request(
-                        method, path, content=None if body is None else orjson.dumps(body),
-                        headers={"Content-Type": "application/json", **headers} if body is not None else headers,
-                    )  # fmt: skip
-                    records.append(Record(label, started, time.monotonic() - started, r.status_code, r.content,
-                                          r.headers.get("content-type", "")))  # fmt: skip
-                except httpx.HTTPError as exc:
-                    records.append(Record(label, started, time.monotonic() - started, -1,
-                                          repr(exc).encode(), ""))  # fmt: skip
-
-        window: list[float] = []
+        load = Load(client)
         async with anyio.create_task_group() as tg:
             for number in range(WORKERS):
-                tg.start_soon(worker, number)
+                tg.start_soon(load.mixed, number)
             await anyio.sleep(WARMUP_S)
             began, ended = await fault()
-            window += [began, ended]
-            stop_at = ended + AFTER_S
-        return records, window[0], window[1], stop_at
+            load.stop_at = ended + AFTER_S
+        return load.records, began, ended, load.stop_at
+
+
+def assert_only_success_or_503(records: list[Record], log: str) -> None:
+    """No 500 (nor any 5xx but 503), no request left unanswered, every 503 a
+    JSON error within the 2 s contract."""
+    unanswered = [r for r in records if r.status == -1]
+    assert not unanswered, f"requests without an answer: {unanswered[:5]}\n{log}"
+    odd = [r for r in records if r.status not in (200, 201, 204, 404, 503)]
+    assert not odd, f"unexpected answers: {[(r.op, r.status, r.body[:200]) for r in odd[:5]]}\n{log}"
+    for r in records:
+        if r.status == 503:
+            assert "json" in r.content_type, (r.op, r.content_type, r.body[:200])
+            error = orjson.loads(r.body)
+            assert isinstance(error, dict) and error, (r.op, r.body[:200])
+            assert r.elapsed < CONTRACT_S, f"{r.op}: 503 after {r.elapsed:.3f} s"
 
 
 def check(records: list[Record], began: float, ended: float, stopped: float, what: str, service: Service) -> None:
@@ -212,22 +236,7 @@ def check(records: list[Record], began: float, ended: float, stopped: float, wha
         f"{len(during)} sent during the fault, {len(errors_5xx)} 5xx seen ({len(unavailable)} of them 503); "
         f"slowest answer during the fault {max((r.elapsed for r in during), default=0):.3f} s"
     )
-    context = f"\nservice log:\n{service.log_tail()}"
-    # no answer at all is a failure too
-    no_answer = [r for r in records if r.status == -1]
-    assert not no_answer, f"requests without an answer: {no_answer[:5]}{context}"
-    # no 500, and no 5xx other than 503, at any time
-    bad = [r for r in errors_5xx if r.status != 503]
-    assert not bad, f"5xx other than 503: {[(r.op, r.status, r.body[:200]) for r in bad[:5]]}{context}"
-    # every answer is one the faces give: success, a missing resource (Redis came back empty) or 503
-    odd = [r for r in records if r.status not in (200, 201, 204, 404, 503)]
-    assert not odd, f"unexpected answers: {[(r.op, r.status, r.body[:200]) for r in odd[:5]]}"
-    # every 503: a JSON error, within the contract's 2 s
-    for r in unavailable:
-        assert "json" in r.content_type, (r.op, r.content_type, r.body[:200])
-        error = orjson.loads(r.body)
-        assert isinstance(error, dict) and error, (r.op, r.body[:200])
-        assert r.elapsed < CONTRACT_S, f"{r.op}: 503 after {r.elapsed:.3f} s"
+    assert_only_success_or_503(records, f"service log:\n{service.log_tail()}")
     # the fault was seen: requests were sent during it, and Redis was needed by them
     assert len(during) >= WORKERS, f"only {len(during)} requests during the fault"
     assert unavailable, "no 503 during the fault: was Redis really away?"

@@ -44,7 +44,17 @@ from service.store import checks, clients
 from service.store.core import SessionStore
 from service.store.scripts import Scripts
 
-from .conftest import SECRETS, TENANT, RedisServer, auth_document, free_port, key, serve_app
+from .conftest import (
+    SECRETS,
+    TENANT,
+    RedisServer,
+    auth_document,
+    free_port,
+    key,
+    serve_app,
+    serve_process,
+    stop_process,
+)
 
 A = f"/v1/account/{TENANT}"
 ROOT = Path(__file__).resolve().parents[1]
@@ -326,50 +336,8 @@ async def test_sigterm_sets_shutting_down_at_once() -> None:
 # -- the served process ---------------------------------------------------------------
 
 
-def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(process.communicate()[0])
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("the service did not start: " + process.communicate()[0])
-
-
-def stop(process: subprocess.Popen[str], timeout: float = 30, *, terminate: bool = True) -> tuple[int, str]:
-    """SIGTERM (unless sent already: a second one may come as the process
-    exits, when Python no longer handles it) and wait for the end."""
-    if terminate:
-        process.send_signal(signal.SIGTERM)
-    try:
-        output = process.communicate(timeout=timeout)[0]
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output = process.communicate()[0]
-        raise AssertionError("the service did not stop in time:\n" + output) from None
-    return process.returncode, output
-
-
 def redis_with_password(password: str) -> RedisServer:
-    server = RedisServer().start()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-        s.sendall(f"CONFIG SET requirepass {password}\r\n".encode())
-        assert s.recv(16).startswith(b"+OK")
-    return server
+    return RedisServer(extra=["--requirepass", password]).start()
 
 
 @pytest.fixture
@@ -393,7 +361,7 @@ def children(pid: int) -> list[int]:
 
 
 def test_two_workers_share_the_port_and_the_metrics(private_redis: RedisServer) -> None:
-    process, url = start("--workers", "2", "--redis-url", private_redis.url)
+    process, url = serve_process("--workers", "2", "--redis-url", private_redis.url)
     try:
         assert len(children(process.pid)) == 2
         for n in range(40):  # a new connection each: the kernel spreads them over the workers
@@ -406,7 +374,7 @@ def test_two_workers_share_the_port_and_the_metrics(private_redis: RedisServer) 
             assert sample(text, "sessionstore_http_requests_total", route=ROUTE, method="PATCH", status="204") == 40
             assert sample(text, "sessionstore_http_request_duration_seconds_count", route=ROUTE, method="PATCH") == 40
     finally:
-        code, output = stop(process)
+        code, output = stop_process(process)
     assert code == 0, output
     assert output.count("Finished server process") == 2
 
@@ -442,7 +410,7 @@ def read_status(sock: socket.socket) -> int:
 
 
 def test_sigterm_lets_a_slow_request_complete(private_redis: RedisServer) -> None:
-    process, url = start("--redis-url", private_redis.url)
+    process, url = serve_process("--redis-url", private_redis.url)
     body = orjson.dumps({"a": 1, "text": "x" * 200})
     try:
         sock = slow_patch(url, f"{A}/ns/slow/properties", body)
@@ -457,7 +425,7 @@ def test_sigterm_lets_a_slow_request_complete(private_redis: RedisServer) -> Non
             time.sleep(0.1)
         assert read_status(sock) == 204
         sock.close()
-        code, output = stop(process, terminate=False)
+        code, output = stop_process(process, terminate=False)
     finally:
         if process.poll() is None:
             process.kill()
@@ -477,13 +445,13 @@ def test_sigterm_lets_a_slow_request_complete(private_redis: RedisServer) -> Non
 
 
 def test_shutdown_grace_bounds_a_request_that_does_not_end(private_redis: RedisServer) -> None:
-    process, url = start("--redis-url", private_redis.url, "--shutdown-grace", "1")
+    process, url = serve_process("--redis-url", private_redis.url, "--shutdown-grace", "1")
     sock = slow_patch(url, f"{A}/ns/stuck/properties", b'{"a": 1}')
     try:
         sock.sendall(b'{"a"')  # and never the rest
         time.sleep(0.3)
         began = time.monotonic()
-        code, output = stop(process, timeout=20)
+        code, output = stop_process(process, timeout=20)
         took = time.monotonic() - began
     finally:
         sock.close()
@@ -504,7 +472,7 @@ def test_logs_carry_request_ids_and_no_secrets(tmp_path: Path) -> None:
     )
     redis_url = f"redis://default:{password}@127.0.0.1:{redis.port}/0"
     try:
-        process, url = start(
+        process, url = serve_process(
             "--auth-file",
             str(auth),
             "--log-format",
@@ -531,7 +499,7 @@ def test_logs_carry_request_ids_and_no_secrets(tmp_path: Path) -> None:
                 r = httpx.request(method, url + path, headers=headers, json={"a": 1} if method == "PATCH" else None)
                 ids.append(r.headers["x-request-id"])
         finally:
-            code, output = stop(process)
+            code, output = stop_process(process)
     finally:
         redis.cleanup()
     assert code == 0, output

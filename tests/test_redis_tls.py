@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +32,7 @@ from service.config import Settings
 from service.store import clients
 from service.store.clients import ClusterClient, RedisTls, redact
 
-from .conftest import TENANT, RedisClusterServers, RedisServer, free_port, key, serve_app
+from .conftest import TENANT, RedisClusterServers, RedisServer, free_port, key, serve_app, serve_process, stop_process
 from .tls_certs import TlsFiles, make_tls_files
 
 PASSWORD = "tls-acl-password-7c41e2"
@@ -197,39 +195,14 @@ def test_check_over_tls(tls_redis: RedisServer, certs: TlsFiles) -> None:
 
 
 def start_serving(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    """``sessionstore serve`` on a free port, up once /healthz answers (a
+    """``sessionstore serve`` logging all it can, up once /healthz answers (a
     Redis that refuses the password leaves /readyz at 503)."""
-    port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(cli.ENV_PREFIX)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port), "--log-level", "debug", "--access-log", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**clean, **(env or {})},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(process.communicate()[0])
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError("the service did not start: " + process.communicate()[0])
+    return serve_process("--log-level", "debug", "--access-log", *args, env=env, ready="/healthz")
 
 
 def stop_serving(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGTERM)
-    try:
-        output = process.communicate(timeout=30)[0]
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise AssertionError("the service did not stop:\n" + process.communicate()[0]) from None
-    assert process.returncode == 0, output
+    code, output = stop_process(process)
+    assert code == 0, output
     return output
 
 
@@ -438,11 +411,11 @@ def test_check_on_a_tls_cluster(tls_cluster: RedisClusterServers, certs: TlsFile
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("redis://alice:s3cret@h:6379/0", "redis://alice:***@h:6379/0"),
+        ("redis://alice:s3cret@h:7379/0", "redis://alice:***@h:7379/0"),
         ("rediss://:s3cret@h:6380/1", "rediss://:***@h:6380/1"),
-        ("redis://default:@h:6379/0", "redis://default:@h:6379/0"),  # an empty password: nothing to hide
-        ("redis://h:6379/0", "redis://h:6379/0"),
-        ("redis://alice@h:6379/0", "redis://alice@h:6379/0"),
+        ("redis://default:@h:7379/0", "redis://default:@h:7379/0"),  # an empty password: nothing to hide
+        ("redis://h:7379/0", "redis://h:7379/0"),
+        ("redis://alice@h:7379/0", "redis://alice@h:7379/0"),
         (
             "redis+cluster://alice:s3cret@h1:7000,h2:7001,[::1]:7002",
             "redis+cluster://alice:***@h1:7000,h2:7001,[::1]:7002",
@@ -450,12 +423,12 @@ def test_check_on_a_tls_cluster(tls_cluster: RedisClusterServers, certs: TlsFile
         ("rediss+cluster://alice:s3cret@h1:7000,h2:7001", "rediss+cluster://alice:***@h1:7000,h2:7001"),
         ("unix://alice:s3cret@/run/redis.sock?db=2", "unix://alice:***@/run/redis.sock?db=2"),
         ("unix:///run/redis@main.sock", "unix:///run/redis@main.sock"),
-        ("redis://h:6379/0?password=s3cret&db=1", "redis://h:6379/0?password=***&db=1"),
+        ("redis://h:7379/0?password=s3cret&db=1", "redis://h:7379/0?password=***&db=1"),
         # not escaped as they should be: hidden all the same
-        ("redis://alice:s3/cret@h:6379/0", "redis://alice:***@h:6379/0"),
-        ("redis://alice:s3#cret@h:6379/0", "redis://alice:***@h:6379/0"),
-        ("redis://alice:s3@cret@h:6379/0", "redis://alice:***@h:6379/0"),
-        ("redis://alice:s3?cret@h:6379/0", "redis://alice:***@h:6379/0"),
+        ("redis://alice:s3/cret@h:7379/0", "redis://alice:***@h:7379/0"),
+        ("redis://alice:s3#cret@h:7379/0", "redis://alice:***@h:7379/0"),
+        ("redis://alice:s3@cret@h:7379/0", "redis://alice:***@h:7379/0"),
+        ("redis://alice:s3?cret@h:7379/0", "redis://alice:***@h:7379/0"),
     ],
 )
 def test_redact(url: str, shown: str) -> None:
@@ -499,9 +472,9 @@ async def test_tls_keywords_of_the_clients(certs: TlsFiles) -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "redis://alice:s3/cret@h:6379/0",
+        "redis://alice:s3/cret@h:7379/0",
         "rediss://alice:s3#cret@h:6380/0",
-        "redis://alice:s3?cret@h:6379/0",
+        "redis://alice:s3?cret@h:7379/0",
         "rediss+cluster://alice:s3?cret@h1:7000,h2:7001",
         "redis+cluster://alice:s3#cret@h1:7000",
     ],

@@ -278,7 +278,7 @@ def test_cluster_urls() -> None:
 
     url = "rediss+cluster://app:s%40cret@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002,redis-4"
     clients.validate_url(url)
-    assert clients.cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001), ("::1", 7002), ("redis-4", 6379)]
+    assert clients.cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001), ("::1", 7002), ("redis-4", clients.DEFAULT_PORT)]
     assert clients.redact(url) == "rediss+cluster://app:***@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002,redis-4"
     for bad in ("redis+cluster://h:port", "redis+cluster://h:1/3", "redis+cluster://", "cluster://h:1"):
         with pytest.raises(ValueError):

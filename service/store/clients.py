@@ -28,6 +28,7 @@ log = logging.getLogger("sessionstore.store")
 SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 TLS_SCHEMES = ("rediss", "rediss+cluster")
+DEFAULT_PORT = 6379  # of a cluster node given without one
 MAX_CONNECTIONS = 256  # per process, to one Redis
 EMBEDDED_CONNECTIONS = 100_000  # in-process: a "connection" is a queue, not a socket
 # the RedisTls fields: the command-line option that gives each (named in
@@ -48,6 +49,12 @@ class RedisTls:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+
+    @classmethod
+    def of(cls, ca_file: str | None, cert_file: str | None, key_file: str | None) -> RedisTls | None:
+        """The files, or None when none is given (a plain connection)."""
+        tls = cls(ca_file, cert_file, key_file)
+        return tls if tls.given() else None
 
     def given(self) -> dict[str, str]:
         """The files given, by field name."""
@@ -152,7 +159,7 @@ def validate_url(url: str, tls: RedisTls | None = None) -> None:
 
 
 def cluster_nodes(url: str) -> list[tuple[str, int]]:
-    """The host:port list of a ``redis+cluster://`` URL (port 6379 when left
+    """The host:port list of a ``redis+cluster://`` URL (DEFAULT_PORT, 6379, when left
     out). Raises ValueError for a malformed one."""
     parts = urlsplit(url)
     if parts.path not in ("", "/", "/0"):
@@ -161,7 +168,7 @@ def cluster_nodes(url: str) -> list[tuple[str, int]]:
     for item in parts.netloc.rpartition("@")[2].split(","):
         host, colon, port = item.rpartition(":") if not item.endswith("]") else (item, "", "")
         if not colon:
-            host, port = item, "6379"
+            host, port = item, str(DEFAULT_PORT)
         host = host.strip("[]")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"bad Redis Cluster node {item!r}: expected host:port")
