@@ -398,7 +398,7 @@ async def test_deleting_a_missing_attribute_is_404(api: httpx.AsyncClient) -> No
             assert r.json() == {
                 "sessionId": "s1",
                 "code": 404,
-                "message": f"The attribute {name} has not been found in the context with sessionId s1.",
+                "message": f"The context with sessionId s1 has no attribute {name}.",
             }
             assert not looks_like_a_conflict(r)
         assert await get(api) == before  # not even the version or modifiedAt

@@ -192,7 +192,8 @@ def version_conflict(session_id: str, version: int) -> ApiError:
 
 
 def attribute_not_found(session_id: str, name: str) -> ApiError:
-    message = f"The attribute {name} has not been found in the context with sessionId {session_id}."
+    # not "has not been found": storefront code takes a 404 saying that (with "version") for a conflict
+    message = f"The context with sessionId {session_id} has no attribute {name}."
     return ApiError(404, message, sessionId=session_id)
 
 
