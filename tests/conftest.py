@@ -430,9 +430,9 @@ async def serve_app(
     ``open_access``: no auth file, as on loopback in development."""
     config = None if open_access else AuthConfig.from_document(auth or auth_document())
     app = build_app(settings or Settings(), redis=redis, auth=config)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sessionstore") as client:
-            yield client
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://sessionstore") as client:
+        yield client
 
 
 @pytest.fixture

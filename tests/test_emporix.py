@@ -977,6 +977,7 @@ def test_serve_refuses_a_bad_customer_tokens_section(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     assert "[customer_tokens]" in result.stderr and "Traceback" not in result.stderr

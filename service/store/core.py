@@ -171,7 +171,7 @@ class Changes:
         self.args += ("din", keys.property_field(name), orjson.dumps(member))
         return self
 
-    def increment(self, name: str, by: int | float) -> Changes:
+    def increment(self, name: str, by: float) -> Changes:
         self.args += ("inc", keys.property_field(name), orjson.dumps(by))
         return self
 
@@ -400,7 +400,7 @@ class EventHub:
                         subscription._end("the session's slot moved to another Redis Cluster node")
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the connection is lost (any failure ends the subscriptions: none is missed silently)
+        except Exception as exc:  # noqa: BLE001 - the connection is lost: any failure ends the subscriptions, none is missed silently
             if self._pubsub is pubsub:
                 log.warning("pub/sub connection to Redis lost (%s): ending %d subscriptions", exc, len(self._channels))
                 self._drop("the pub/sub connection to Redis was lost")
@@ -611,7 +611,7 @@ class SessionStore:
         if found[0] is None:
             return None
         return _session_from_hash(
-            session_id, {b":": found[0], **{f.encode(): v for f, v in zip(fields, found[1:]) if v is not None}}, now
+            session_id, {b":": found[0], **{f.encode(): v for f, v in zip(fields, found[1:], strict=True) if v is not None}}, now
         )
 
     async def _together(self, *commands: tuple[Any, ...]) -> list[Any]:
