@@ -154,12 +154,13 @@ class RedisServer:
 
 
 def serve_process(
-    *args: str, env: dict[str, str] | None = None, ready: str = "/readyz"
+    *args: str, env: dict[str, str] | None = None, ready: str = "/readyz", port: int | None = None
 ) -> tuple[subprocess.Popen[str], str]:
-    """``sessionstore serve`` in a process of its own on a free port (no
-    SESSIONSTORE_* variables from the test's environment, but ``env``),
-    returned once ``ready`` answers 200; its output in a pipe, for stop_process."""
-    port = free_port()
+    """``sessionstore serve`` in a process of its own on ``port`` (default: a
+    free one), with no SESSIONSTORE_* variables from the test's environment
+    but ``env``, returned once ``ready`` answers 200; its output in a pipe,
+    for stop_process."""
+    port = port or free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSTORE_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--port", str(port), *args],
@@ -345,7 +346,10 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
 # The test modules that run on the Redis Cluster as well (the storage core and
 # the APIs); the others (operations, outages, the multiplexer...) are about one
 # standalone server and run on the other two backends only.
-CLUSTER_MODULES = {"test_store", "test_liveperson", "test_emporix", "test_genesys", "test_native", "test_transfer"}
+CLUSTER_MODULES = {
+    "test_store", "test_liveperson", "test_emporix", "test_genesys", "test_native", "test_transfer", "test_client",
+    "test_client_update",
+}  # fmt: skip
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
