@@ -154,12 +154,13 @@ class RedisServer:
 
 
 def serve_process(
-    *args: str, env: dict[str, str] | None = None, ready: str = "/readyz"
+    *args: str, env: dict[str, str] | None = None, ready: str = "/readyz", port: int | None = None
 ) -> tuple[subprocess.Popen[str], str]:
-    """``sessionstore serve`` in a process of its own on a free port (no
-    SESSIONSTORE_* variables from the test's environment, but ``env``),
-    returned once ``ready`` answers 200; its output in a pipe, for stop_process."""
-    port = free_port()
+    """``sessionstore serve`` in a process of its own on ``port`` (default: a
+    free one), with no SESSIONSTORE_* variables from the test's environment
+    but ``env``, returned once ``ready`` answers 200; its output in a pipe,
+    for stop_process."""
+    port = port or free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSTORE_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--port", str(port), *args],
@@ -354,6 +355,8 @@ CLUSTER_MODULES = {
     "test_genesys",
     "test_native",
     "test_transfer",
+    "test_client",
+    "test_client_update",
 }
 
 
