@@ -1,5 +1,5 @@
-"""The run's report: the tables printed (Markdown, so they paste into the
-README as they are), the targets of issue 6 with PASS/MISS, the JSON under
+"""The run's report: the tables printed (Markdown, so they paste into
+docs/benchmark.md as they are), the targets of issue 6 with PASS/MISS, the JSON under
 bench/results/ and the PNG chart.
 
 Everything here works on plain dicts (the JSON document), so that it can be

@@ -158,7 +158,7 @@ def parser() -> argparse.ArgumentParser:
         help="with --durable-writes: how long a write waits for its replicas, in milliseconds; "
         "less than the Redis command timeout (default 500)",
     )
-    # limits on what a client may send or store (see README, Configuration: Limits)
+    # limits on what a client may send or store (see docs/index.md, Configuration: Limits)
     for flag, default, meaning in (
         ("max-body-bytes", 1024 * 1024, "largest request body, in bytes (413 over it)"),
         ("max-session-chars", 800_000, "most characters of names and values stored in one session (413)"),

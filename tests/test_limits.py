@@ -1,4 +1,4 @@
-"""Every limit of README's "Limits" table, at its default and one past it, on
+"""Every limit of the "Limits" table (docs/index.md), at its default and one past it, on
 every API face where it applies: the one past is a clear 4xx in the face's
 error format and stores nothing; the default itself is accepted. Plus: each
 limit is a setting (a smaller one is what is enforced)."""

@@ -6,13 +6,14 @@ works with no internet access."""
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .. import __version__
 from ..openapi import Content, Face, build_routes, document, operation
@@ -51,6 +52,12 @@ def swagger_ui_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
+def openapi_document(routes: Iterable[BaseRoute]) -> bytes:
+    """The OpenAPI document of an app's routes, as JSON: what /openapi.json
+    answers, and what the documentation site (docs/hooks.py) renders."""
+    return msgspec.json.encode(document(routes, title="sessionstore", version=__version__, description=DESCRIPTION))
+
+
 def asset_path(name: str) -> tuple[Path, str] | None:
     if name in SWAGGER_FILES:
         return swagger_ui_dir() / name, SWAGGER_FILES[name]
@@ -70,8 +77,7 @@ def routes(ctx: Context) -> list[Route]:
     )
     async def openapi_json(request: Request) -> Response:
         if "openapi" not in cache:
-            doc = document(request.app.routes, title="sessionstore", version=__version__, description=DESCRIPTION)
-            cache["openapi"] = msgspec.json.encode(doc)
+            cache["openapi"] = openapi_document(request.app.routes)
         return Response(cache["openapi"], media_type="application/json")
 
     @operation("A page that renders the OpenAPI document", responses={200: Content(str, "text/html")})
