@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import cors
 from .auth import AuthConfig
 from .config import Settings
 from .faces import docs, emporix, genesys, health, liveperson, metrics, native
@@ -122,6 +123,8 @@ def build_app(
             Middleware(PathAliases),
             # inside PathAliases: it reads the matched route from the scope that PathAliases passes on
             Middleware(Observe, metrics=metrics, access_log=settings.access_log, auth=auth),
+            # inside Observe: preflights are counted and logged, and carry a request id
+            *cors.middleware(settings.cors_origins),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
