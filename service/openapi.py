@@ -125,6 +125,8 @@ class Face:
     error: Content | None = None
     path_params: Mapping[str, str] = field(default_factory=dict)
     storage: bool = True
+    # put in each of its operations, e.g. {"x-console": True}
+    extensions: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -365,6 +367,7 @@ def _operation_builder(rm: RouteMethod, documented: Documented, schemas: _Schema
             doc["description"] = description
         if op.deprecated:
             doc["deprecated"] = True
+        doc.update(face.extensions)
         if param_refs:
             doc["parameters"] = [
                 {
