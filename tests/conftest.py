@@ -345,7 +345,8 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
 # The test modules that run on the Redis Cluster as well (the storage core and
 # the APIs); the others (operations, outages, the multiplexer...) are about one
 # standalone server and run on the other two backends only.
-CLUSTER_MODULES = {"test_store", "test_liveperson", "test_emporix", "test_genesys", "test_native", "test_transfer"}
+CLUSTER_MODULES = {"test_store", "test_liveperson", "test_emporix", "test_genesys", "test_native", "test_transfer",
+                   "test_console_api"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
