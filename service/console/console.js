@@ -722,7 +722,7 @@
     }
 
     changed(change) {
-      const entry = h("li", { class: "event" }, h("time", {}, clock()), " ", h("strong", {}, `version ${change.version}`));
+      const entry = h("li", { class: "event", "data-received": Date.now() }, h("time", {}, clock()), " ", h("strong", {}, `version ${change.version}`));
       const chips = (names, kind) => names.flatMap((n) => [" ", h("code", { class: `chip ${kind}` }, n)]);
       if (change.changed.length) entry.append(" changed", ...chips(change.changed, "changed"));
       if (change.deleted.length) entry.append(" deleted", ...chips(change.deleted, "deleted"));
