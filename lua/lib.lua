@@ -15,7 +15,8 @@ local META_NAMES = {'v', 'c', 'm', 'p', 'z', 'e', 'x', 't', 'i', 'a'}
 -- v version, c created ms, m modified ms, p properties without expiry,
 -- z characters stored (names + values), e earliest and x latest property
 -- expiry ms, t TTL (s) stamped on written properties (LivePerson session TTL),
--- i idle TTL ms, a expiry ms of the whole session (with i).
+-- i idle TTL ms, a expiry ms of the whole session (idle TTL and retention;
+-- see set_deadline).
 
 local function meta_load(key)
   local raw = redis.call('HGET', key, META)
@@ -98,15 +99,22 @@ local function prune(key, m, now)
   return dropped
 end
 
--- Sets the session key's expiry and its place in the bucket's expiry index.
+-- Sets m.a, when the whole session expires: its idle TTL from now (with
+-- m.i), capped by the retention (ms after its last write, m.m; 0 = none).
+local function set_deadline(m, now, retention)
+  local at = 0
+  if m.i > 0 then at = now + m.i end
+  if retention > 0 and (at == 0 or m.m + retention < at) then at = m.m + retention end
+  m.a = at
+end
+
+-- Sets the session key's expiry and its place in the bucket's expiry index:
+-- m.a (see set_deadline), or, in a session without an idle TTL whose
+-- properties all expire, the last of them to go if that comes first.
 -- keys: session, bucket expiry zset. nprops: properties stored now.
 local function apply_expiry(key, exp_index, member, m, nprops)
-  local at = 0
-  if m.i > 0 then
-    at = m.a
-  elseif nprops > 0 and m.p == 0 and m.x > 0 then
-    at = m.x
-  end
+  local at = m.a
+  if m.i == 0 and nprops > 0 and m.p == 0 and m.x > 0 and (at == 0 or m.x < at) then at = m.x end
   if at > 0 then
     redis.call('PEXPIREAT', key, at)
     redis.call('ZADD', exp_index, at, member)

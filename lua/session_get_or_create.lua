@@ -8,7 +8,8 @@
 -- KEYS: 1 session hash, 2 bucket id index (zset), 3 bucket expiry index (zset),
 --       4 bucket session-TTL index (hash), 5 the session's event channel
 -- ARGV: 1 now (ms), 2 session id, 3 idle TTL (ms) of the session: '' keep, '0' clear, N set,
---       4 flags: 'p' = SPUBLISH the event (Redis Cluster) instead of PUBLISH
+--       4 flags: 'p' = SPUBLISH the event (Redis Cluster) instead of PUBLISH,
+--       5 retention (ms) after the last write (0 = none)
 -- Returns {created (0|1), {field, value, ...}}: the whole session hash after the
 -- call (the metadata field ":" included, expired properties dropped), as HGETALL
 -- gives it.
@@ -24,7 +25,7 @@ if not m then
 end
 prune(key, m, now)
 if ARGV[3] ~= '' then m.i = tonumber(ARGV[3]) end
-if m.i > 0 then m.a = now + m.i else m.a = 0 end
+set_deadline(m, now, tonumber(ARGV[5]))
 meta_store(key, m)
 apply_expiry(key, exp_index, sid, m, redis.call('HLEN', key) - 1)
 if created == 1 then

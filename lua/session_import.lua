@@ -15,7 +15,8 @@
 --       7 TTL (s) stamped on properties written later (LivePerson session TTL; 0 = none),
 --       8 idle TTL (ms; 0 = none), 9 ms until the session expires with it (0 = a whole idle TTL),
 --       10 most characters stored (0 = no limit), 11 most properties (0 = no limit),
---       12.. three per property: field (as keys.py names it), ms until it expires (0 = never), JSON text
+--       12 retention (ms) after the last write (0 = none),
+--       13.. three per property: field (as keys.py names it), ms until it expires (0 = never), JSON text
 -- Returns {status, version}: 'ok' (written; version is the imported one),
 -- 'exists' (flag 's', left as it was; its version), 'toolarge' or 'toomany' (nothing written).
 local key, idx, exp_index, ttl_index, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -29,7 +30,7 @@ local m = meta_new(now)
 m.v, m.c, m.m = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 m.t, m.i = tonumber(ARGV[7]), tonumber(ARGV[8])
 local count, fields, changed = 0, {}, {}
-for n = 12, #ARGV, 3 do
+for n = 13, #ARGV, 3 do
   local field, left, json = ARGV[n], tonumber(ARGV[n + 1]), ARGV[n + 2]
   local name = field_name(field)
   m.z = m.z + charlen(name) + charlen(json)
@@ -56,7 +57,7 @@ if old then
   end
   redis.call('DEL', key)
 end
-for n = 12, #ARGV, 3 do
+for n = 13, #ARGV, 3 do
   local left = tonumber(ARGV[n + 1])
   if left > 0 then
     redis.call('HSET', key, ARGV[n], '@' .. string.format('%013d', now + left) .. ARGV[n + 2])
@@ -64,10 +65,8 @@ for n = 12, #ARGV, 3 do
     redis.call('HSET', key, ARGV[n], ARGV[n + 2])
   end
 end
-if m.i > 0 then
-  local left = tonumber(ARGV[9])
-  if left > 0 then m.a = now + left else m.a = now + m.i end
-end
+set_deadline(m, now, tonumber(ARGV[12]))
+if m.i > 0 and tonumber(ARGV[9]) > 0 and now + tonumber(ARGV[9]) < m.a then m.a = now + tonumber(ARGV[9]) end
 meta_store(key, m)
 if m.t > 0 then redis.call('HSET', ttl_index, sid, m.t) else redis.call('HDEL', ttl_index, sid) end
 apply_expiry(key, exp_index, sid, m, count)

@@ -15,7 +15,8 @@
 --                'p' = publish with SPUBLISH (cluster) instead of PUBLISH,
 --                'x' = the TTL in ARGV[5] was asked for explicitly,
 --                'r' = answer 'ok' with the session as it is now (HGETALL) too,
---       10.. the changes, three arguments each: op, field, value
+--       10 retention (ms): the session expires at the latest this long after its last write (0 = none),
+--       11.. the changes, three arguments each: op, field, value
 --         set f json | del f - | clr - - | mrg f json (RFC 7396 merge patch)
 --         sin f {"k":v,...} (set keys of an object) | din f "k" (remove a key)
 --         inc f number
@@ -82,7 +83,7 @@ local function object_of(field)
 end
 
 local extra = ''
-for n = 10, #ARGV, 3 do
+for n = 11, #ARGV, 3 do
   local op, field, value = ARGV[n], ARGV[n + 1], ARGV[n + 2]
   if op == 'set' then
     put(field, value)
@@ -189,7 +190,7 @@ else
     m.m = now
   end
   if ARGV[6] ~= '' then m.i = tonumber(ARGV[6]) end
-  if m.i > 0 then m.a = now + m.i else m.a = 0 end
+  set_deadline(m, now, tonumber(ARGV[10]))
   meta_store(key, m)
   apply_expiry(key, exp_index, sid, m, count)
   if created == 1 then redis.call('ZADD', idx, 0, sid) end

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import cors
 from .auth import AuthConfig
 from .config import Settings
-from .faces import console, docs, emporix, genesys, health, liveperson, metrics, native
+from .faces import console, docs, emporix, genesys, health, liveperson, liveperson_v2, metrics, native
 from .observability import Metrics, Observe, watch_termination
 from .store import clients
 from .store.core import UNAVAILABLE, SessionStore
@@ -30,7 +30,7 @@ log = logging.getLogger("sessionstore")
 # The API faces; each module has routes(ctx) -> list of routes. Their paths do
 # not overlap, so the order is the router's: the busiest first (the native
 # face is one Mount, passed over with one check).
-FACES = (native, liveperson, emporix, genesys, health, metrics, docs, console)
+FACES = (native, liveperson, liveperson_v2, emporix, genesys, health, metrics, docs, console)
 
 
 class PathAliases:

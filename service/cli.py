@@ -79,6 +79,7 @@ class ReplaceDefaultAppend(argparse.Action):
 
 
 def parser() -> argparse.ArgumentParser:
+    from .store.core import RETENTION_13_MONTHS_S
     top = argparse.ArgumentParser(prog="sessionstore", description="HTTP session store on Redis.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -154,6 +155,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="Emporix API: a session context expires this long after its last write "
         "(default 2592000 = 30 days; 0 = never)",
+    )
+    serve.add_argument(
+        "--max-retention",
+        type=int,
+        default=env("max_retention", str(RETENTION_13_MONTHS_S)),
+        metavar="SECONDS",
+        help="every session (of every API) expires at the latest this long after its last write; LivePerson's "
+        f"retention of context documents (default {RETENTION_13_MONTHS_S} = 13 months; 0 = none)",
     )
     serve.add_argument(
         "--durable-writes",
@@ -260,7 +269,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         max_name_chars=args.max_name_chars,
         max_json_depth=args.max_json_depth,
         max_list_items=args.max_list_items,
-        limits=Limits(max_chars=args.max_session_chars, max_properties=args.max_properties),
+        limits=Limits(
+            max_chars=args.max_session_chars, max_properties=args.max_properties, max_retention_s=args.max_retention
+        ),
         durability=Durability(replicas=args.durable_writes, timeout_ms=args.durable_timeout),
     )
 

@@ -158,7 +158,7 @@ def from_document(document: Mapping[str, Any]) -> CustomerTokens | None:
             raise CustomerTokenConfigError(
                 f"{where}: the public key is not a PEM {algorithm} public key ({exc})"
             ) from None
-        except Exception as exc:  # cryptography's own errors, e.g. an unsupported key type
+        except Exception as exc:  # noqa: BLE001 - cryptography's own errors, e.g. an unsupported key type
             raise CustomerTokenConfigError(f"{where}: the public key cannot be used with {algorithm} ({exc})") from None
         if isinstance(key, PRIVATE_KEY_TYPES):
             raise CustomerTokenConfigError(f"{where}: give the identity service's public key, not a private key")

@@ -45,7 +45,7 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import AuthConfig, Denied, presented_secret
+from .auth import KEY_ID_STATE, AuthConfig, Denied, presented_secret
 
 log = logging.getLogger("sessionstore")
 access_log = logging.getLogger("sessionstore.access")
@@ -262,6 +262,9 @@ class Observe:
         """The id (label) of the API key the request carries: never the secret."""
         if self.auth is None:
             return "-"
+        state = scope.get("state")
+        if state and KEY_ID_STATE in state:  # a face that takes its key from elsewhere (LivePerson v2) said whose
+            return str(state[KEY_ID_STATE])
         secret = presented_secret(Headers(scope=scope))
         if not secret:
             return "-"

@@ -68,7 +68,14 @@ SECURITY_SCHEMES = {
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "mavenApiKey": {"type": "apiKey", "in": "header", "name": "maven-api-key"},
     "bearer": {"type": "http", "scheme": "bearer", "description": "the API key as a bearer token"},
+    "accessToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "access_token",
+        "description": "the API key as LivePerson v2 clients send their token (the LivePerson v2 API only)",
+    },
 }
+HEADER_SCHEMES = ("apiKey", "mavenApiKey", "bearer")
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,7 @@ class Face:
     error: Content | None = None
     path_params: Mapping[str, str] = field(default_factory=dict)
     storage: bool = True
+    security: Sequence[str] = HEADER_SCHEMES  # the SECURITY_SCHEMES its API keys may come in
     # put in each of its operations, e.g. {"x-console": True}
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
@@ -401,7 +409,7 @@ def _operation_builder(rm: RouteMethod, documented: Documented, schemas: _Schema
                 answer["content"] = {content.media_type: media}
             doc["responses"][str(status)] = answer
         if op.scope is not None:
-            doc["security"] = [{name: [op.scope]} for name in SECURITY_SCHEMES]
+            doc["security"] = [{name: [op.scope]} for name in face.security]
         return doc
 
     return build

@@ -345,8 +345,17 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
 # The test modules that run on the Redis Cluster as well (the storage core and
 # the APIs); the others (operations, outages, the multiplexer...) are about one
 # standalone server and run on the other two backends only.
-CLUSTER_MODULES = {"test_store", "test_liveperson", "test_emporix", "test_genesys", "test_native", "test_transfer",
-                   "test_console_api"}
+CLUSTER_MODULES = {
+    "test_store",
+    "test_liveperson",
+    "test_liveperson_v2",
+    "test_retention",
+    "test_emporix",
+    "test_genesys",
+    "test_native",
+    "test_transfer",
+    "test_console_api",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -422,9 +431,9 @@ async def serve_app(
     ``open_access``: no auth file, as on loopback in development."""
     config = None if open_access else AuthConfig.from_document(auth or auth_document())
     app = build_app(settings or Settings(), redis=redis, auth=config)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sessionstore") as client:
-            yield client
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://sessionstore") as client:
+        yield client
 
 
 @pytest.fixture

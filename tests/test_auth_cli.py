@@ -66,9 +66,10 @@ async def test_open_access_without_an_auth_file(redis: Any) -> None:
 
 def test_auth_file(tmp_path: Path) -> None:
     path = tmp_path / "auth.toml"
+    digest = hashlib.sha256(b"secret").hexdigest()
     path.write_text(
-        '[[keys]]\nid = "k"\ntenant = "t"\nsha256 = "%s"\nscopes = ["read", "session_context.context_manage"]\n'
-        '[customer_tokens]\nalgorithm = "HS256"\nsecret = "s"\n' % hashlib.sha256(b"secret").hexdigest()
+        f'[[keys]]\nid = "k"\ntenant = "t"\nsha256 = "{digest}"\nscopes = ["read", "session_context.context_manage"]\n'
+        '[customer_tokens]\nalgorithm = "HS256"\nsecret = "s"\n'
     )
     config = AuthConfig.load(path)
     found = config.authenticate("secret")
@@ -112,7 +113,12 @@ def test_serve_options_from_flags_and_environment(monkeypatch: pytest.MonkeyPatc
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service", *args], capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+        [sys.executable, "-m", "service", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
     )
 
 

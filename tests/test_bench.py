@@ -185,3 +185,24 @@ def test_fill_commands_are_resp() -> None:
     names = [name for name, _ in fill.PROPERTIES]
     assert len(names) == 10 == len(set(names))
     assert all(json.loads(value) is not None for _, value in fill.PROPERTIES)
+
+
+@pytest.mark.anyio
+async def test_filled_sessions_read_back_through_the_store(redis_server: Any) -> None:
+    """The filler mirrors SessionStore.write()'s arguments to session_mutate:
+    sessions it writes must read back as the store wrote them."""
+    from service.store import clients
+    from service.store.core import SessionStore
+
+    client = clients.connect(redis_server.url, timeout_s=5)
+    try:
+        await client.flushall()
+        store = SessionStore(client)
+        ns = await store.ensure_namespace("bench", "filled")
+        assert fill.Filler(redis_server.port, "bench", "filled", ns.generation).fill(["s-1", "s-2"]) == 2
+        found = await store.read("bench", "filled", "s-2")
+        assert found is not None and found.properties == dict(fill.PROPERTIES) and found.version == 1
+        assert found.expires_ms == found.modified_ms + store.limits.retention_ms
+    finally:
+        await client.flushall()
+        await client.aclose()

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 import jwt
+import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -29,7 +30,8 @@ from service.app import build_app
 from service.auth import AuthConfig, AuthFileError
 from service.config import Settings
 from service.customer_tokens import CustomerTokenConfigError
-from service.store.core import Limits
+from service.faces import emporix
+from service.store.core import Changes, Limits, SessionStore
 
 from .conftest import free_port, serve_app
 
@@ -145,6 +147,23 @@ def assert_error(r: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
+def assert_conflict(r: httpx.Response, session: str, named: int) -> None:
+    """Emporix's answer to a stale metadata.version: a 404 naming the version."""
+    assert_error(r, 404)
+    assert list(r.json()) == ["sessionId", "code", "message"]
+    assert r.json() == {
+        "sessionId": session,
+        "code": 404,
+        "message": f"The context with sessionId {session} and version {named} has not been found.",
+    }
+
+
+def looks_like_a_conflict(r: httpx.Response) -> bool:
+    """How storefront code tells a version conflict from the vendor's answers."""
+    message = r.json().get("message", "") if r.headers.get("content-type") == "application/json" else ""
+    return r.status_code == 404 and "version" in message and "has not been found" in message
+
+
 # -- management side ----------------------------------------------------------------
 
 
@@ -206,16 +225,15 @@ async def test_put_replaces_with_the_right_version(api: httpx.AsyncClient) -> No
         "context": {"b": 3},
     }
     assert got["metadata"]["version"] == 2 and got["metadata"]["modifiedAt"] >= got["metadata"]["createdAt"]
-    # an older version: 409, nothing changes
+    # an older version: a 404 naming it (Emporix's conflict), nothing changes
     r = await api.put(url(), json={"currency": "CHF", "metadata": {"version": 1}}, headers=WRITER)
-    body = assert_error(r, 409)
-    assert list(body) == ["code", "message"]
+    assert_conflict(r, "s1", 1)
     assert await get(api) == got
     # upsert of an existing context still checks the version
     r = await api.put(
         url(), params={"upsert": "true"}, json={"currency": "CHF", "metadata": {"version": 5}}, headers=WRITER
     )
-    assert_error(r, 409)
+    assert_conflict(r, "s1", 5)
     r = await api.put(
         url(), params={"upsert": "true"}, json={"currency": "CHF", "metadata": {"version": 2}}, headers=WRITER
     )
@@ -224,6 +242,71 @@ async def test_put_replaces_with_the_right_version(api: httpx.AsyncClient) -> No
     # a PUT that changes nothing still moves the version: every accepted PUT does
     r = await api.put(url(), json={"currency": "CHF", "metadata": {"version": 3}}, headers=WRITER)
     assert r.status_code == 204 and await version(api) == 4
+
+
+async def test_a_version_conflict_is_a_404_naming_the_version(api: httpx.AsyncClient) -> None:
+    """Emporix answers a stale metadata.version with a 404 naming the version the
+    request named (its spec lists only 204 and 404 for PUT), on every write that
+    checks one: PUT with and without upsert, PATCH /me/context with and without."""
+    await create(api, siteCode="main", context={"a": 1})
+    assert (await api.post(url() + "/attributes", json={"key": "b", "value": 2}, headers=WRITER)).status_code == 204
+    before = await get(api)
+    assert before["metadata"]["version"] == 2
+    anonymous = bearer(token("s1"))
+    writes = [
+        ("PUT", url(), {}, WRITER),
+        ("PUT", url(), {"upsert": "true"}, WRITER),
+        ("PATCH", me(), {}, anonymous),
+        ("PATCH", me(), {"upsert": "true"}, anonymous),
+    ]
+    for method, path, params, headers in writes:
+        for named in [1, 3, 0, -1, 2**40]:
+            body = {"siteCode": "x", "context": {"c": 3}, "metadata": {"version": named}}
+            r = await api.request(method, path, params=params, json=body, headers=headers)
+            assert_conflict(r, "s1", named)
+            assert looks_like_a_conflict(r)
+    assert await get(api) == before  # nothing changed, not even the version or modifiedAt
+    # a missing context keeps its own 404, which no client takes for a conflict
+    for r in [
+        await api.put(url("nope"), json={"metadata": {"version": 1}}, headers=WRITER),
+        await api.patch(me(), json={"metadata": {"version": 1}}, headers=bearer(token("nope"))),
+        await api.get(url("nope"), headers=WRITER),
+    ]:
+        assert r.json() == {"sessionId": "nope", "code": 404, "message": "Session not found"}
+        assert not looks_like_a_conflict(r)
+
+
+async def test_the_storefront_retry_on_a_conflict(api: httpx.AsyncClient) -> None:
+    """Storefront code retries a write once with a fresh read when the answer is
+    a 404 whose message has "version" and "has not been found"."""
+    await create(api, siteCode="main")
+    headers = bearer(token("s1"))
+    stale = (await api.get(me(), headers=headers)).json()
+    r = await api.patch(me(), json={"currency": "EUR", "metadata": stale["metadata"]}, headers=headers)
+    assert r.status_code == 204
+    for method, path, h in [("PATCH", me(), headers), ("PUT", url(), WRITER)]:
+        body = {"siteCode": "main", "language": "DE", "metadata": stale["metadata"]}
+        r = await api.request(method, path, json=body, headers=h)
+        assert looks_like_a_conflict(r)
+        fresh = (await api.get(me(), headers=headers)).json()
+        r = await api.request(method, path, json={**body, "metadata": fresh["metadata"]}, headers=h)
+        assert r.status_code == 204, r.text
+    assert (await get(api))["language"] == "DE" and await version(api) == 4
+
+
+async def test_the_native_api_keeps_412_on_the_same_context(api: httpx.AsyncClient) -> None:
+    await create(api, siteCode="main")
+    native = f"/api/v1/tenants/{T}/namespaces/__emporix__/sessions/s1"
+    r = await api.get(native, headers=WRITER)
+    assert r.status_code == 200 and r.headers["etag"] == '"1"'
+    assert (await api.put(url(), json={"siteCode": "x", "metadata": {"version": 1}}, headers=WRITER)).status_code == 204
+    r = await api.patch(
+        native,
+        content=b'{"properties": {"siteCode": "y"}}',
+        headers={**WRITER, "Content-Type": "application/merge-patch+json", "If-Match": '"1"'},
+    )
+    assert r.status_code == 412 and r.json()["status"] == 412
+    assert (await get(api))["siteCode"] == "x"
 
 
 async def test_echoed_metadata_and_nulls_are_accepted(api: httpx.AsyncClient) -> None:
@@ -287,17 +370,107 @@ async def test_attributes(api: httpx.AsyncClient) -> None:
     assert r.status_code == 204 and r.content == b""
     got = await get(api)
     assert got["context"] == {"keep": True, "obj": {"n": 2}} and got["metadata"]["version"] == 5
-    # an attribute that is not there: nothing to do
-    assert (await api.delete(attributes + "/nothing", headers=WRITER)).status_code == 204
-    assert await version(api) == 5
+    # an attribute that is not there: 404, nothing changes
+    assert_error(await api.delete(attributes + "/nothing", headers=WRITER), 404)
+    assert await get(api) == got
     # a PUT made against an older version cannot undo the attribute changes
-    assert_error(await api.put(url(), json={"context": {}, "metadata": {"version": 3}}, headers=WRITER), 409)
+    assert_conflict(await api.put(url(), json={"context": {}, "metadata": {"version": 3}}, headers=WRITER), "s1", 3)
     # attributes on a context with no context object yet
     await create(api, "s2")
     assert (
         await api.post(url("s2") + "/attributes", json={"key": "k", "value": "v"}, headers=WRITER)
     ).status_code == 204
     assert (await get(api, "s2"))["context"] == {"k": "v"}
+
+
+async def test_deleting_a_missing_attribute_is_404(api: httpx.AsyncClient) -> None:
+    """As the vendor answers (storefront code expects and tolerates it), on the
+    management side and on /me; nothing changes."""
+    await create(api)  # no context object at all yet
+    management, own = url() + "/attributes/", me() + "/attributes/"
+    anonymous = bearer(token("s1"))
+
+    async def absent(name: str) -> None:
+        before = await get(api)
+        for path, headers in [(management, WRITER), (own, anonymous)]:
+            r = await api.delete(path + quote(name, safe=""), headers=headers)
+            assert_error(r, 404)
+            assert r.json() == {
+                "sessionId": "s1",
+                "code": 404,
+                "message": f"The context with sessionId s1 has no attribute {name}.",
+            }
+            assert not looks_like_a_conflict(r)
+        assert await get(api) == before  # not even the version or modifiedAt
+
+    await absent("nothing")
+    for path, headers in [(management, WRITER), (own, anonymous)]:
+        for attribute in [{"key": "a/b", "value": 1}, {"key": "c", "value": 2}]:
+            assert (await api.post(url() + "/attributes", json=attribute, headers=WRITER)).status_code == 204
+        assert (await api.delete(path + quote("a/b", safe=""), headers=headers)).status_code == 204
+        await absent("a/b")
+        assert (await get(api))["context"] == {"c": 2}
+    # a PATCH that removes a key that is not there is no error (a merge, not a DELETE)
+    body = {"context": {"zz": None}, "metadata": {"version": await version(api)}}
+    r = await api.patch(me(), json=body, headers=anonymous)
+    assert r.status_code == 204
+    # a missing context keeps its own 404
+    for path, headers in [(url("nope") + "/attributes/a", WRITER), (own + "a", bearer(token("nope")))]:
+        assert (await api.delete(path, headers=headers)).json() == {
+            "sessionId": "nope",
+            "code": 404,
+            "message": "Session not found",
+        }
+
+
+async def test_a_change_that_keeps_colliding_answers_503(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attribute changes that check the stored context (the owner on /me, an
+    attribute that must be there) write pinned to the version they read and
+    start over when it moved. Made to collide every time, they give up with a
+    503 (a conflict of the server's own read and write, not of any version the
+    client named) and change nothing; a PUT, whose client version is stale
+    then, answers the conflict."""
+    await create(api, context={"x": 0})
+    real_read = SessionStore.read
+    collisions = 0
+
+    async def read_then_collide(
+        self: SessionStore, tenant: str, namespace: str, session_id: str, names: Any = None
+    ) -> Any:
+        nonlocal collisions
+        found = await real_read(self, tenant, namespace, session_id, names)
+        if namespace == "__emporix__" and names is not None:  # the read of a change, not a GET
+            collisions += 1
+            another = Changes().set_in("context", orjson.dumps({"n": collisions}))
+            await self.write(tenant, namespace, session_id, another)
+        return found
+
+    monkeypatch.setattr(SessionStore, "read", read_then_collide)
+    anonymous = bearer(token("s1"))
+    gave_up = [
+        await api.post(me() + "/attributes", json={"key": "k", "value": 1}, headers=anonymous),
+        await api.delete(url() + "/attributes/x", headers=WRITER),
+        await api.delete(me() + "/attributes/x", headers=anonymous),
+    ]
+    for r in gave_up:
+        assert assert_error(r, 503) == {
+            "code": 503,
+            "message": "the session context kept changing while this change was applied; try again",
+        }
+    assert collisions == 3 * emporix.MAX_ATTEMPTS
+    current = await version(api)
+    r = await api.put(url(), json={"context": {}, "metadata": {"version": current}}, headers=WRITER)
+    assert_conflict(r, "s1", current)
+    r = await api.patch(me(), json={"context": {}, "metadata": {"version": current + 1}}, headers=anonymous)
+    assert_conflict(r, "s1", current + 1)
+    # a management attribute POST reads nothing first: it goes through
+    assert (await api.post(url() + "/attributes", json={"key": "m", "value": 1}, headers=WRITER)).status_code == 204
+    monkeypatch.undo()
+    got = await get(api)
+    assert got["context"] == {"x": 0, "n": collisions, "m": 1}  # none of the refused changes landed
+    assert got["metadata"]["version"] == 1 + collisions + 1
 
 
 async def test_attribute_names_with_odd_characters(api: httpx.AsyncClient) -> None:
@@ -426,34 +599,64 @@ async def test_saas_token_for_a_customer_context(api: httpx.AsyncClient) -> None
     assert r.status_code == 204
     assert (await get(api))["customerId"] == "C1"  # reading needs no customer token
 
-    # every management change of C1's context needs C1's token; refused changes change nothing
+    # every PUT of C1's context needs C1's token; refused PUTs change nothing
     put = {"siteCode": "other", "metadata": {"version": 1}}
-    attribute = {"key": "k", "value": "v"}
     for headers in refused:
         assert_error(await api.put(url(), json={**put, "customerId": "C1"}, headers=headers), 403)
         assert_error(await api.put(url(), json=put, headers=headers), 403)  # would drop the customer
-        assert_error(await api.post(url() + "/attributes", json=attribute, headers=headers), 403)
-        assert_error(await api.delete(url() + "/attributes/k", headers=headers), 403)
+        # also when the version is stale: the owner rule is checked first
+        assert_error(await api.put(url(), json={**put, "metadata": {"version": 9}}, headers=headers), 403)
     got = await get(api)
-    assert got["siteCode"] == "main" and "context" not in got and got["metadata"]["version"] == 1
+    assert got["siteCode"] == "main" and got["metadata"]["version"] == 1
     # handing it to another customer needs a token of both: impossible
     for customer in ["C1", "C2"]:
         r = await api.put(url(), json={**put, "customerId": "C2"}, headers=saas(token(customer=customer)))
         assert_error(r, 403)
-    # with C1's token (as a bare token or "Bearer ..."), every change goes through
-    good = saas(token(customer="C1"))
-    assert (await api.post(url() + "/attributes", json=attribute, headers=good)).status_code == 204
-    assert (
-        await api.delete(url() + "/attributes/k", headers=saas("Bearer " + token(customer="C1")))
-    ).status_code == 204
-    r = await api.put(url(), json={**put, "customerId": "C1", "metadata": {"version": 3}}, headers=good)
+    # with C1's token (as a bare token or "Bearer ..."), the PUT goes through
+    r = await api.put(url(), json={**put, "customerId": "C1"}, headers=saas(token(customer="C1")))
     assert r.status_code == 204
     assert (await get(api))["siteCode"] == "other"
+    bearer_form = saas("Bearer " + token(customer="C1"))
+    r = await api.put(url(), json={**put, "customerId": "C1", "metadata": {"version": 2}}, headers=bearer_form)
+    assert r.status_code == 204
+    # a stale version with the right token: the conflict, nothing changes
+    before = await get(api)
+    r = await api.put(url(), json={**put, "customerId": "C1", "siteCode": "x"}, headers=saas(token(customer="C1")))
+    assert_conflict(r, "s1", 1)
+    assert await get(api) == before
     # a customer token with session_id of another session still names the customer: accepted
     r = await api.put(
-        url(), json={**put, "customerId": "C1", "metadata": {"version": 4}}, headers=saas(token("elsewhere", "C1"))
+        url(), json={**put, "customerId": "C1", "metadata": {"version": 3}}, headers=saas(token("elsewhere", "C1"))
     )
     assert r.status_code == 204
+
+
+async def test_attributes_of_a_customer_context_need_the_api_key_only(api: httpx.AsyncClient) -> None:
+    """The spec declares saas-token on PUT only, and the vendor's tutorial adds an
+    attribute to a logged-in customer's context with the management token."""
+    await create(api, customerId="C1", siteCode="main")
+    headers_tried = [WRITER, saas("garbage"), saas(token(customer="C2")), saas(token()), key("manage")]
+    for n, headers in enumerate(headers_tried):
+        r = await api.post(url() + "/attributes", json={"key": f"k{n}", "value": n}, headers=headers)
+        assert r.status_code == 204 and r.content == b"", r.text
+    got = await get(api)
+    assert got["context"] == {f"k{n}": n for n in range(len(headers_tried))} and got["customerId"] == "C1"
+    assert got["metadata"]["version"] == 1 + len(headers_tried)
+    for n, headers in enumerate(headers_tried):
+        r = await api.delete(url() + f"/attributes/k{n}", headers=headers)
+        assert r.status_code == 204 and r.content == b"", r.text
+    got = await get(api)
+    assert got["context"] == {} and got["customerId"] == "C1"
+    assert got["metadata"]["version"] == 1 + 2 * len(headers_tried)
+    # the write scope is still needed, and the context stays C1's: PUT keeps the owner rule
+    assert_error(await api.post(url() + "/attributes", json={"key": "k", "value": 1}, headers=key("reader")), 403)
+    assert_error(await api.delete(url() + "/attributes/k", headers=key("reader")), 403)
+    assert_error(await api.put(url(), json={"customerId": "C1", "metadata": {"version": 11}}, headers=WRITER), 403)
+    assert await get(api) == got
+    # on /me, a context that is C1's stays C1's only
+    r = await api.post(me() + "/attributes", json={"key": "k", "value": 1}, headers=bearer(token("s1", "C2")))
+    assert_error(r, 403)
+    assert await get(api) == got
 
 
 async def test_anonymous_contexts_need_no_saas_token(api: httpx.AsyncClient) -> None:
@@ -510,8 +713,9 @@ async def test_me_lifecycle(api: httpx.AsyncClient) -> None:
     got = (await api.get(me(), headers=anonymous)).json()
     assert got["context"] == {"b": {"x": 1}} and got["targetLocation"] == "AT" and got["currency"] == "EUR"
     assert got["metadata"]["version"] == 2
-    # a stale version: 409 and nothing changes
-    assert_error(await api.patch(me(), json={"currency": "USD", "metadata": {"version": 1}}, headers=anonymous), 409)
+    # a stale version: a 404 naming it, and nothing changes
+    r = await api.patch(me(), json={"currency": "USD", "metadata": {"version": 1}}, headers=anonymous)
+    assert_conflict(r, "s1", 1)
     assert (await api.get(me(), headers=anonymous)).json() == got
     # attributes
     r = await api.post(me() + "/attributes", json={"key": "attr1", "value": {"deep": ["x"]}}, headers=anonymous)
@@ -773,6 +977,7 @@ def test_serve_refuses_a_bad_customer_tokens_section(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     assert "[customer_tokens]" in result.stderr and "Traceback" not in result.stderr
@@ -807,12 +1012,12 @@ async def test_twenty_concurrent_puts_with_one_version(api: httpx.AsyncClient) -
 
     async def put(n: int) -> int:
         r = await api.put(url(), json={"siteCode": f"site{n}", "metadata": {"version": start}}, headers=WRITER)
-        if r.status_code == 409:
-            assert r.json()["code"] == 409
+        if r.status_code == 404:
+            assert_conflict(r, "s1", start)
         return r.status_code
 
     statuses = await asyncio.gather(*(put(n) for n in range(20)))
-    assert sorted(statuses) == [204] + [409] * 19
+    assert sorted(statuses) == [204] + [404] * 19
     got = await get(api)
     assert got["metadata"]["version"] == start + 1
     assert got["siteCode"] == f"site{statuses.index(204)}"
@@ -826,11 +1031,13 @@ async def test_concurrent_upserts_make_one_context(api: httpx.AsyncClient) -> No
             json={"siteCode": f"s{n}", "metadata": {"version": 1}},
             headers=WRITER,
         )
+        if r.status_code == 404:
+            assert_conflict(r, "new", 1)
         return r.status_code
 
     statuses = await asyncio.gather(*(put(n) for n in range(20)))
-    # one creates it (version 1), then one of those naming version 1 updates it; the rest: 409
-    assert sorted(statuses) == [204] * 2 + [409] * 18
+    # one creates it (version 1), then one of those naming version 1 updates it; the rest: conflicts
+    assert sorted(statuses) == [204] * 2 + [404] * 18
     assert await version(api, "new") == 2
 
 

@@ -19,7 +19,7 @@ from service.app import build_app
 from service.config import Settings
 from service.faces.genesys import NAMESPACE
 from service.store import clients, keys
-from service.store.core import Changes, SessionStore
+from service.store.core import Changes, Limits, SessionStore
 
 from .conftest import OTHER_TENANT, SECRETS, TENANT, RedisServer, free_port, key, serve_app
 
@@ -447,7 +447,8 @@ async def test_concurrent_gets_make_one_session(client: httpx.AsyncClient, store
 # -- the storage core method ---------------------------------------------------------
 
 
-async def test_read_or_create(store: SessionStore) -> None:
+async def test_read_or_create(redis: Any) -> None:
+    store = SessionStore(redis, limits=Limits(max_retention_s=0))  # no retention: a cleared idle TTL is no expiry
     made = await store.read_or_create(TENANT, "ns", "s", idle_ttl_ms=60_000)
     assert made.properties == {} and made.version == 1 and made.idle_ms == 60_000
     assert made.created_ms == made.modified_ms and made.expires_ms == made.modified_ms + 60_000

@@ -5,6 +5,7 @@ limit is a setting (a smaller one is what is enforced)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -12,7 +13,6 @@ import orjson
 import pytest
 
 from service.config import Settings
-from service.store.core import Limits
 
 from .conftest import SECRETS, serve_app
 
@@ -65,8 +65,9 @@ async def test_the_limits_are_settings_with_the_documented_defaults() -> None:
 async def test_json_nesting_64_levels_on_every_face(redis: Any) -> None:
     async with serve_app(redis) as api:
         empty = await stored(api)
-        for levels, ok in ((64, True), (65, False)):
-            attempts = [
+
+        def attempts(levels: int) -> list[tuple[Callable[[], Awaitable[httpx.Response]], int]]:
+            return [
                 # the body itself is the first level
                 (lambda: api.put(f"{LP}/ns/s/properties/p", content=orjson.dumps(nested(levels)), headers=KEY), 204),
                 (lambda: api.patch(f"{LP}/ns/s/properties", content=orjson.dumps({"p": nested(levels - 1)}), headers=KEY), 204),
@@ -78,7 +79,8 @@ async def test_json_nesting_64_levels_on_every_face(redis: Any) -> None:
                 (lambda: api.post("/sessions/g", params={"tenantId": T}, content=orjson.dumps(
                     {"visitId": "v", "extra": nested(levels - 1)}), headers=KEY), 200),
             ]  # fmt: skip
-            for call, _status in attempts:
+        for levels, ok in ((64, True), (65, False)):
+            for call, _status in attempts(levels):
                 r = await call()
                 if ok:
                     assert r.status_code < 300, (levels, r.request.url, r.text)

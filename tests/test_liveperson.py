@@ -83,7 +83,9 @@ async def test_put_raw_values(client: httpx.AsyncClient) -> None:
         r = await client.put(f"{A}/ns/properties/p", content=json.dumps(value), headers=WRITER)
         assert r.status_code == 204
         r = await client.get(f"{A}/ns/properties/p", headers=WRITER)
-        assert r.status_code == 200 and r.json() == {"p": value}
+        # the value itself, as LivePerson's SDK reads it (JSON.parse of the body)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert r.content == json.dumps(value, separators=(",", ":")).encode() and r.json() == value
 
 
 async def test_big_numbers_round_trip(client: httpx.AsyncClient) -> None:
@@ -212,7 +214,7 @@ async def test_bad_requests_change_nothing(client: httpx.AsyncClient) -> None:
         ("PUT", f"{A}/ns/s/properties/a", {"content": b""}),
         ("PATCH", f"{A}/bad%20name/s/properties", {"json": {"a": 2}}),
         ("PATCH", f"{A}/__emporix__/s/properties", {"json": {"a": 2}}),
-        ("PATCH", f"/v1/account/bad%7Bt%7D/ns/s/properties", {"json": {"a": 2}}),
+        ("PATCH", "/v1/account/bad%7Bt%7D/ns/s/properties", {"json": {"a": 2}}),
         ("PATCH", f"{A}/ns/s/properties", {"content": b"[" * 70 + b"]" * 70}),
         ("PATCH", f"{A}/ns/s/properties", {"json": {"a": 2, "x" * 257: 1}}),
         ("POST", A, {"json": {"name": "bad name"}}),
@@ -234,7 +236,7 @@ async def test_deep_json_within_the_limit(client: httpx.AsyncClient) -> None:
         deep = [deep]
     r = await client.put(f"{A}/ns/s/properties/deep", json=deep, headers=WRITER)
     assert r.status_code == 204
-    assert (await client.get(f"{A}/ns/s/properties/deep", headers=WRITER)).json() == {"deep": deep}
+    assert (await client.get(f"{A}/ns/s/properties/deep", headers=WRITER)).json() == deep
 
 
 async def test_body_too_large(redis: Any) -> None:
@@ -298,3 +300,43 @@ async def test_two_instances_share_one_redis(redis_factory: Any) -> None:
         assert (await two.get(f"{A}/ns/s/properties", headers=WRITER)).json() == {"from": "one"}
         await two.delete(f"{A}/ns", headers=ADMIN)
         assert (await one.get(f"{A}/ns/s/properties", headers=WRITER)).json() == {}
+
+
+async def test_one_property_is_its_bare_value_as_the_sdk_reads_it(client: httpx.AsyncClient) -> None:
+    """LivePerson's context-service SDK (faas-cli) does JSON.parse(body) of
+    GET .../properties/{name}, falling back to the text, and stores that under
+    the name (getSelectedPropertiesInSession)."""
+    values = {"a": 721, "b": "jeff@test.com", "c": ["value1", "value2"], "d": {"name": "myValue3"}, "e": None}
+    assert (await client.patch(f"{A}/ns/s/properties", json=values, headers=WRITER)).status_code == 204
+    selected = {}
+    for name in [*values, "absent"]:
+        r = await client.get(f"{A}/ns/s/properties/{name}", headers=WRITER)
+        if r.status_code == 404:  # the SDK skips those
+            continue
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        selected[name] = json.loads(r.text)
+    assert selected == values
+
+
+RESERVED = ["consumer", "operational", "conversation", "faas", "custom", "sde", "SDE"]
+
+
+@pytest.mark.parametrize("name", RESERVED)
+async def test_livepersons_own_namespaces_are_not_created_or_written(client: httpx.AsyncClient, name: str) -> None:
+    r = await client.post(A, json={"name": name}, headers=ADMIN)
+    assert r.status_code == 400 and r.json()["message"] == f"namespace {name!r} is reserved for LivePerson's internal use"
+    writes = [
+        ("PATCH", f"{A}/{name}/s/properties", b'{"a":1}'),
+        ("PATCH", f"{A}/{name}/properties", b'{"a":1}'),
+        ("PUT", f"{A}/{name}/s/properties/a", b"1"),
+        ("DELETE", f"{A}/{name}/s/properties/a", b""),
+        ("DELETE", f"{A}/{name}/s/properties", b""),
+        ("DELETE", f"{A}/{name}", b""),
+        ("POST", f"{A}/namespace/{name}/session?ttlSecond=60", b'{"sessionId":"s"}'),
+    ]
+    for method, path, body in writes:
+        r = await client.request(method, path, content=body, headers=ADMIN)
+        assert r.status_code == 400 and "reserved" in r.json()["message"], (method, path)
+    # reading is no error (there is nothing there), and nothing was made
+    assert (await client.get(f"{A}/{name}/s/properties", headers=ADMIN)).json() == {}
+    assert (await client.get(A, headers=ADMIN)).json() == []

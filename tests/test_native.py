@@ -23,7 +23,7 @@ from service.auth import AuthConfig
 from service.config import Settings
 from service.faces.native import ChangeEvent, entity_tags
 from service.store import keys
-from service.store.core import Limits
+from service.store.core import RETENTION_13_MONTHS_S, Limits
 
 from .conftest import OTHER_TENANT, TENANT, RedisServer, auth_document, free_port, key, serve_app
 
@@ -74,8 +74,10 @@ async def test_put_and_get(client: httpx.AsyncClient) -> None:
     assert created["sessionId"] == "s1"
     assert created["properties"] == {"a": 1, "b": {"c": [1.5, None, "x"]}, "big": 12345678901234567890123}
     meta = created["metadata"]
-    assert meta["version"] == 1 and meta["expiresAt"] is None
-    assert meta["createdAt"] == meta["modifiedAt"] and meta["createdAt"].endswith("Z")
+    assert meta["version"] == 1 and meta["createdAt"] == meta["modifiedAt"] and meta["createdAt"].endswith("Z")
+    # no idle TTL: the session expires after the retention (--max-retention, 13 months) from its last write
+    retention = datetime.fromisoformat(meta["expiresAt"]) - datetime.fromisoformat(meta["modifiedAt"])
+    assert retention.total_seconds() == RETENTION_13_MONTHS_S
     assert abs(datetime.fromisoformat(meta["createdAt"]).timestamp() - before) < 5
 
     r = await client.get(f"{S}/s1", headers=READER)

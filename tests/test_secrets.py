@@ -146,7 +146,9 @@ async def test_no_secret_in_logs_or_error_bodies(caplog: pytest.LogCaptureFixtur
         url = f"redis://default:{PASSWORD}@127.0.0.1:{server.port}/0"
         answers = await exercise(build_app(Settings(redis_url=url, access_log=True, redis_timeout_s=2), auth=auth()))
         statuses = {r.status_code for r in answers}
-        assert {200, 204, 400, 401, 403, 404, 409}.issubset(statuses), statuses
+        assert {200, 204, 400, 401, 403, 404}.issubset(statuses), statuses
+        # an Emporix version conflict (a 404 naming the version) is among the answers checked
+        assert any(r.status_code == 404 and "and version 99 has not been found" in r.text for r in answers)
         # the wrong password, and a Redis that does not answer: 503s, warnings in the log
         for bad in (f"redis://default:{PASSWORD}x@127.0.0.1:{server.port}/0",
                     f"redis://default:{PASSWORD}@127.0.0.1:{free_port()}/0"):  # fmt: skip

@@ -320,7 +320,9 @@ class StoreMachine(RuleBasedStateMachine):
                         continue
                     assert session is not None, (tenant, ns, sid)
                     assert session.version == model.version
-                    assert (session.expires_ms > 0) == model.idle
+                    assert (session.idle_ms > 0) == model.idle
+                    # every session expires, at the latest the retention after its last write
+                    assert 0 < session.expires_ms <= session.modified_ms + self.store.limits.retention_ms
                     stored = {n: text(orjson.loads(v)) for n, v in session.properties.items()}
                     assert stored == {n: text(p.value) for n, p in model.props.items()}, (tenant, ns, sid)
             names = {n.name for n in self.run(self.store.list_namespaces(tenant))}

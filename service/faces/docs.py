@@ -28,13 +28,15 @@ SWAGGER_FILES = {
 }
 OWN_FILES = {"sessionstore-docs.js": "text/javascript; charset=utf-8"}
 DESCRIPTION = """\
-One Redis-backed session store, four APIs: sessionstore's own (native), and
-ones compatible with the LivePerson, Emporix and Genesys session APIs. They
-share the storage: a namespace made through the LivePerson API is the same
-one the native API shows.
+One Redis-backed session store, five APIs: sessionstore's own (native), and
+ones compatible with the LivePerson (v1 and v2), Emporix and Genesys session
+APIs. They share the storage: a namespace made through the LivePerson API is
+the same one the native API shows, and a LivePerson v2 document is a v1
+session.
 
 Requests carry an API key in `X-API-Key`, `maven-api-key` or
-`Authorization: Bearer`; each key acts for one tenant (or all) with the
+`Authorization: Bearer` (LivePerson v2 also in `?access_token=`); each key
+acts for one tenant (or all) with the
 scopes `read`, `write` and `admin`. Without an auth file the service answers
 everyone, on a loopback address only.
 """

@@ -9,18 +9,22 @@ version, ``createdAt``/``modifiedAt`` its creation and modification times.
 
 Management side (``/context/{sessionId}``): an API key, ``read`` for GET and
 ``write`` for the rest. A context that has a ``customerId`` (stored, or named
-by a PUT body) is changed only with that customer's token in ``saas-token``.
+by a PUT body) is replaced (PUT) only with that customer's token in
+``saas-token``; attribute changes need the API key alone.
 Customer side (``/me/context``): a customer token (see customer_tokens.py) in
 ``Authorization: Bearer``; the session is the token's.
 
 Every error is ``{"code": <status>, "message": "..."}`` (the vendor's
-ErrorMessage), with ``sessionId`` in front when no context was found.
+ErrorMessage), with ``sessionId`` in front on a 404: no such context, no such
+attribute, or a version conflict, which Emporix answers as a 404 naming the
+version (``The context with sessionId <id> and version <v> has not been
+found.``; clients tell a conflict from that message).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -32,8 +36,8 @@ from starlette.routing import Route
 
 from .. import customer_tokens
 from ..customer_tokens import CustomerToken, InvalidCustomerToken
-from ..store.core import Changes, Existence, Session, Status, WriteResult
 from ..openapi import Content, Face, Param, build_routes, operation
+from ..store.core import Changes, Existence, Session, Status, WriteResult
 from ..web import ApiError, Context, guarded, iso8601
 
 NAMESPACE = "__emporix__"
@@ -43,9 +47,10 @@ CUSTOMER_ID = "customerId"
 CONTEXT = "context"
 SIMPLE_FIELDS = ("customerId", "siteCode", "currency", "cartId", "targetLocation", "language")
 PATCH_FIELDS = ("siteCode", "currency", "targetLocation", "language")  # what PATCH /me/context takes
-# Writes without a client version (attributes) are pinned to the version read
-# with the owner check; when another write comes in between they start over,
-# at most this many times, and then answer 409.
+# Writes that must see what they checked (an owner, an attribute that is there)
+# are pinned to the version read with the check; when another write comes in
+# between, those without a client version start over, at most this many
+# times, and then answer 503 (the server's own read and write kept colliding).
 MAX_ATTEMPTS = 32
 NO_CONTENT = 204
 
@@ -144,7 +149,19 @@ FACE = Face(
         "attributeName": "the name of an attribute in the context",
     },
 )
+NOT_FOUND = Content(
+    SessionNotFound,
+    description="No such session context; or a version conflict: `metadata.version` is not the stored version, "
+    "answered as Emporix does, `The context with sessionId <id> and version <v> has not been found.` (nothing changes)",
+)
+NO_ATTRIBUTE = Content(SessionNotFound, description="No such session context, or no such attribute in it")
+BUSY = Content(
+    ErrorMessage,
+    description="Redis did not answer; or the context kept changing between this change's read of it and its "
+    "write, too often in a row (nothing changed: try again)",
+)
 Body = TypeVar("Body", SessionContextUpdate, SessionContextPatch, ContextAttribute)
+Check = Callable[[Session | None], None]
 ENCODER = msgspec.json.Encoder()
 
 
@@ -166,10 +183,22 @@ def not_found(session_id: str) -> ApiError:
     return ApiError(404, "Session not found", sessionId=session_id)
 
 
-def conflict(expected: int, stored: int) -> ApiError:
+def version_conflict(session_id: str, version: int) -> ApiError:
+    """A ``metadata.version`` that is not the stored one, answered as Emporix
+    does: a 404 naming the version the request named."""
     return ApiError(
-        409, f"version conflict: the request names version {expected}, the session context is at version {stored}"
+        404, f"The context with sessionId {session_id} and version {version} has not been found.", sessionId=session_id
     )
+
+
+def attribute_not_found(session_id: str, name: str) -> ApiError:
+    # not "has not been found": storefront code takes a 404 saying that (with "version") for a conflict
+    message = f"The context with sessionId {session_id} has no attribute {name}."
+    return ApiError(404, message, sessionId=session_id)
+
+
+def busy() -> ApiError:
+    return ApiError(503, "the session context kept changing while this change was applied; try again")
 
 
 def text(value: OptionalText) -> str | None:
@@ -290,12 +319,34 @@ class EmporixFace:
     # -- storage ---------------------------------------------------------------
 
     @staticmethod
-    def _owner(session: Session) -> str | None:
-        raw = session.properties.get(CUSTOMER_ID)
+    def _owner(session: Session | None) -> str | None:
+        raw = None if session is None else session.properties.get(CUSTOMER_ID)
         if raw is None:
             return None
         value = orjson.loads(raw)
         return value if isinstance(value, str) and value else None
+
+    @staticmethod
+    def _needs_attribute(session_id: str, name: str) -> Check:
+        """A check that the stored context has the attribute ``name`` (404 otherwise)."""
+
+        def check(stored: Session | None) -> None:
+            raw = None if stored is None else stored.properties.get(CONTEXT)
+            context = None if raw is None else orjson.loads(raw)
+            if not isinstance(context, dict) or name not in context:
+                raise attribute_not_found(session_id, name)
+
+        return check
+
+    @staticmethod
+    def _written(result: WriteResult, session_id: str) -> WriteResult:
+        if result.status is Status.MISSING:
+            raise not_found(session_id)
+        if result.status is Status.TOO_LARGE:
+            raise ApiError(413, "the session context would be too large")
+        if result.status is Status.TOO_MANY:
+            raise ApiError(413, "the session context would have too many properties")
+        return result
 
     async def _change(
         self,
@@ -303,37 +354,51 @@ class EmporixFace:
         session_id: str,
         changes: Callable[[bool], Changes],
         *,
-        authorize: Callable[[str | None], None],
+        check: Check | None = None,
+        read: Sequence[str] = (CUSTOMER_ID,),
         version: int | None = None,
         upsert: bool = False,
     ) -> WriteResult:
-        """Apply ``changes(created)`` to a context, after ``authorize(owner)``
-        passed on the stored customerId.
+        """Apply ``changes(created)`` to a context.
 
-        The check and the write must see the same context: between reading the
-        owner and writing, another request could give the context to a customer
-        (or to another one). So the write is pinned to the version that was read
-        (``version=`` of the one mutate script, which refuses the write when the
-        version moved), and a write to a missing context must create it
-        (Existence.NONE), not replace one made in between. A client version
-        that differs from the stored one is a 409 at once; without one
-        (attributes) a refused write starts over with a fresh read.
+        With nothing to check (a management attribute POST) that is one write
+        to a context that must exist. Otherwise the stored context (its
+        ``read`` fields; None when there is none) is read first: ``check``
+        may refuse the change (an owner rule, an attribute that is not
+        there), and ``version``, the client's ``metadata.version``, must be
+        the stored one (else 404 naming it, as Emporix answers a conflict).
+        The check and the write must see the same context: between the read
+        and the write another request could give the context to a customer,
+        or remove the attribute. So the write is pinned to the version that
+        was read (``version=`` of the one mutate script, which refuses the
+        write when the version moved), and a write to a missing context must
+        create it (Existence.NONE), not replace one made in between. A pinned
+        write refused that way is a conflict of the client's version when it
+        named one (that version is stale now); without one (attributes) it
+        starts over with a fresh read, and after MAX_ATTEMPTS answers 503.
         """
+        if check is None and version is None and not upsert:
+            result = await self.store.write(
+                tenant, NAMESPACE, session_id, changes(False), existence=Existence.MUST, idle_ttl_ms=self.idle_ttl_ms
+            )
+            return self._written(result, session_id)
         for _ in range(MAX_ATTEMPTS):
-            stored = await self.store.read(tenant, NAMESPACE, session_id, [CUSTOMER_ID])
+            stored = await self.store.read(tenant, NAMESPACE, session_id, read)
             if stored is None:
                 if not upsert:
                     raise not_found(session_id)
-                authorize(None)
+                if check is not None:
+                    check(None)
                 result = await self.store.write(
                     tenant, NAMESPACE, session_id, changes(True), existence=Existence.NONE, idle_ttl_ms=self.idle_ttl_ms
                 )
                 if result.status is Status.EXISTS:
-                    continue  # created in between: check its owner and version
+                    continue  # created in between: check it and its version
             else:
-                authorize(self._owner(stored))
+                if check is not None:
+                    check(stored)
                 if version is not None and version != stored.version:
-                    raise conflict(version, stored.version)
+                    raise version_conflict(session_id, version)
                 result = await self.store.write(
                     tenant,
                     NAMESPACE,
@@ -345,16 +410,12 @@ class EmporixFace:
                 )
                 if result.status is Status.VERSION:
                     if version is not None:
-                        raise conflict(version, result.version)
+                        raise version_conflict(session_id, version)
                     continue
                 if result.status is Status.MISSING:
                     continue  # expired or gone in between
-            if result.status is Status.TOO_LARGE:
-                raise ApiError(413, "the session context would be too large")
-            if result.status is Status.TOO_MANY:
-                raise ApiError(413, "the session context would have too many properties")
-            return result
-        raise ApiError(409, "the session context kept changing while this change was applied; try again")
+            return self._written(result, session_id)
+        raise busy()
 
     def _response(self, session: Session) -> Response:
         props = session.properties
@@ -385,14 +446,16 @@ class EmporixFace:
 
     @operation(
         "Replace a session context",
-        description="`metadata.version` must be the stored version (else 409). Without `upsert=true` a missing "
-        "context answers 404.",
+        description="`metadata.version` must be the stored version: else 404 `The context with sessionId <id> and "
+        "version <v> has not been found.`, as Emporix answers a conflict, and nothing changes. Without "
+        "`upsert=true` a missing context answers 404. A context that has a `customerId`, or a body that names "
+        "one, needs that customer's token in `saas-token` (else 403).",
         scope="write",
         body=SessionContextUpdate,
         query=[UPSERT],
         headers=[SAAS_TOKEN],
-        responses={204: None, 404: SessionNotFound},
-        errors=(400, 409),
+        responses={204: None, 404: NOT_FOUND, 503: BUSY},
+        errors=(400,),
     )
     async def put_context(self, request: Request) -> Response:
         tenant, session_id = self._manager(request, "write")
@@ -406,14 +469,14 @@ class EmporixFace:
         fields.append((SESSION_ID, orjson.dumps(session_id)))
         new_owner = text(body.customerId)
 
-        def authorize(owner: str | None) -> None:
-            self._saas_token(request, tenant, {o for o in (owner, new_owner) if o})
+        def authorize(stored: Session | None) -> None:
+            self._saas_token(request, tenant, {o for o in (self._owner(stored), new_owner) if o})
 
         await self._change(
             tenant,
             session_id,
             lambda created: Changes().clear().set_all(fields),
-            authorize=authorize,
+            check=authorize,
             version=body.metadata.version,
             upsert=upsert,
         )
@@ -421,31 +484,27 @@ class EmporixFace:
 
     @operation(
         "Set an attribute of a session context",
+        description="No version is checked, and no customer token needed (the API key's `write` scope is).",
         scope="write",
         body=ContextAttribute,
-        headers=[SAAS_TOKEN],
         responses={204: None, 404: SessionNotFound},
-        errors=(400, 409),
+        errors=(400,),
     )
     async def add_attribute(self, request: Request) -> Response:
         tenant, session_id = self._manager(request, "write")
         attribute = await self._body(request, ContextAttribute)
         name = self.ctx.identifier(attribute.key, "attribute key")
         members = orjson.dumps({name: attribute.value})
-        await self._change(
-            tenant,
-            session_id,
-            lambda created: Changes().set_in(CONTEXT, members),
-            authorize=lambda owner: self._saas_token(request, tenant, {owner} if owner else set()),
-        )
+        await self._change(tenant, session_id, lambda created: Changes().set_in(CONTEXT, members))
         return no_content()
 
     @operation(
         "Remove an attribute from a session context",
+        description="No version is checked, and no customer token needed (the API key's `write` scope is). An "
+        "attribute that is not there answers 404.",
         scope="write",
-        headers=[SAAS_TOKEN],
-        responses={204: None, 404: SessionNotFound},
-        errors=(400, 409),
+        responses={204: None, 404: NO_ATTRIBUTE, 503: BUSY},
+        errors=(400,),
     )
     async def delete_attribute(self, request: Request) -> Response:
         tenant, session_id = self._manager(request, "write")
@@ -454,7 +513,8 @@ class EmporixFace:
             tenant,
             session_id,
             lambda created: Changes().delete_in(CONTEXT, name),
-            authorize=lambda owner: self._saas_token(request, tenant, {owner} if owner else set()),
+            check=self._needs_attribute(session_id, name),
+            read=(CONTEXT,),
         )
         return no_content()
 
@@ -476,11 +536,12 @@ class EmporixFace:
     @operation(
         "Change the customer's own session context",
         description="Takes siteCode, currency, targetLocation, language and context (merged key by key, a key set "
-        "to null removed); `metadata.version` must be the stored version (else 409).",
+        "to null removed); `metadata.version` must be the stored version: else 404 `The context with sessionId "
+        "<id> and version <v> has not been found.`, as Emporix answers a conflict, and nothing changes.",
         body=SessionContextPatch,
         query=[UPSERT],
-        responses={204: None, 404: SessionNotFound},
-        errors=(400, 401, 403, 409, 413),
+        responses={204: None, 404: NOT_FOUND, 503: BUSY},
+        errors=(400, 401, 403, 413),
     )
     async def patch_own(self, request: Request) -> Response:
         token, session_id = self._customer(request, self._tenant(request))
@@ -513,7 +574,7 @@ class EmporixFace:
             token.tenant,
             session_id,
             changes,
-            authorize=lambda owner: self._owner_may(token, owner),
+            check=lambda stored: self._owner_may(token, self._owner(stored)),
             version=body.metadata.version,
             upsert=upsert,
         )
@@ -522,8 +583,8 @@ class EmporixFace:
     @operation(
         "Set an attribute of the customer's own session context",
         body=ContextAttribute,
-        responses={201: Content(str, description="the attribute's name"), 404: SessionNotFound},
-        errors=(400, 401, 403, 409, 413),
+        responses={201: Content(str, description="the attribute's name"), 404: SessionNotFound, 503: BUSY},
+        errors=(400, 401, 403, 413),
     )
     async def add_own_attribute(self, request: Request) -> Response:
         token, session_id = self._customer(request, self._tenant(request))
@@ -534,23 +595,31 @@ class EmporixFace:
             token.tenant,
             session_id,
             lambda created: Changes().set_in(CONTEXT, members),
-            authorize=lambda owner: self._owner_may(token, owner),
+            check=lambda stored: self._owner_may(token, self._owner(stored)),
         )
         return Response(orjson.dumps(name), 201, media_type="application/json")
 
     @operation(
         "Remove an attribute from the customer's own session context",
-        responses={204: None, 404: SessionNotFound},
-        errors=(400, 401, 403, 409),
+        description="An attribute that is not there answers 404.",
+        responses={204: None, 404: NO_ATTRIBUTE, 503: BUSY},
+        errors=(400, 401, 403),
     )
     async def delete_own_attribute(self, request: Request) -> Response:
         token, session_id = self._customer(request, self._tenant(request))
         name = self._attribute(request)
+        has_it = self._needs_attribute(session_id, name)
+
+        def check(stored: Session | None) -> None:
+            self._owner_may(token, self._owner(stored))
+            has_it(stored)
+
         await self._change(
             token.tenant,
             session_id,
             lambda created: Changes().delete_in(CONTEXT, name),
-            authorize=lambda owner: self._owner_may(token, owner),
+            check=check,
+            read=(CUSTOMER_ID, CONTEXT),
         )
         return no_content()
 

@@ -31,8 +31,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..auth import ANY_TENANT, authorize
-from ..store.core import Changes, Existence, Session, Status
 from ..openapi import Content, Face, Param, describe, operation
+from ..store.core import Changes, Existence, Session, Status
 from ..web import ApiError, Context, guarded, iso8601
 
 NAMESPACE = "__genesys__"

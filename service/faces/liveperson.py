@@ -24,6 +24,10 @@ from ..web import ApiError, Context, guarded, int_param, iso8601, json_response,
 
 DEFAULT_SESSION = "__default__"
 RESERVED_PREFIX = "__"  # namespaces of the other faces (__emporix__, __genesys__)
+# LivePerson's own namespaces: its v2 document lists these as "reserved for
+# internal use only", and its getting-started page says using them "will cause
+# 400 errors". Compared without regard to case.
+RESERVED_NAMESPACES = frozenset({"consumer", "operational", "conversation", "faas", "custom", "sde"})
 MAX_TTL_S = 10 * 366 * 24 * 3600
 NO_CONTENT = 204
 
@@ -89,6 +93,17 @@ def raw_properties(properties: dict[str, bytes]) -> dict[str, msgspec.Raw]:
     return {name: msgspec.Raw(value) for name, value in properties.items()}
 
 
+def checked_namespace(name: str, *, writing: bool) -> str:
+    """A namespace name (already checked as a name) that this face may use:
+    never one of the other faces' (``__...``); not one of LivePerson's own
+    (RESERVED_NAMESPACES) to create or write."""
+    if name.startswith(RESERVED_PREFIX):
+        raise ApiError(400, f"namespace names starting with {RESERVED_PREFIX} are reserved")
+    if writing and name.lower() in RESERVED_NAMESPACES:
+        raise ApiError(400, f"namespace {name!r} is reserved for LivePerson's internal use")
+    return name
+
+
 def render_error(error: ApiError) -> Response:
     return json_response({"code": error.status, "message": error.message, **error.extra}, error.status)
 
@@ -107,11 +122,8 @@ class LivePersonFace:
     def _tenant(self, request: Request) -> str:
         return self.ctx.name(request.path_params["account"], "account id")
 
-    def _namespace(self, request: Request) -> str:
-        name = self.ctx.name(request.path_params["namespace"], "namespace")
-        if name.startswith(RESERVED_PREFIX):
-            raise ApiError(400, f"namespace names starting with {RESERVED_PREFIX} are reserved")
-        return name
+    def _namespace(self, request: Request, scope: str) -> str:
+        return checked_namespace(self.ctx.name(request.path_params["namespace"], "namespace"), writing=scope != "read")
 
     def _session(self, request: Request) -> str:
         return self.ctx.identifier(request.path_params.get("session", DEFAULT_SESSION), "session id")
@@ -124,7 +136,7 @@ class LivePersonFace:
 
     def _where(self, request: Request, scope: str) -> tuple[str, str, str]:
         tenant = self._tenant(request)
-        namespace = self._namespace(request)
+        namespace = self._namespace(request, scope)
         session = self._session(request)
         self.ctx.require(request, tenant, scope)
         return tenant, namespace, session
@@ -159,9 +171,7 @@ class LivePersonFace:
         ttl = self._ttl(request)
         self.ctx.require(request, tenant, "admin")
         body: NamespaceCreate = await self._body(request, NamespaceCreate)
-        name = self.ctx.name(body.name, "namespace")
-        if name.startswith(RESERVED_PREFIX):
-            raise ApiError(400, f"namespace names starting with {RESERVED_PREFIX} are reserved")
+        name = checked_namespace(self.ctx.name(body.name, "namespace"), writing=True)
         await self.store.ensure_namespace(tenant, name, ttl)
         return no_content()
 
@@ -185,7 +195,7 @@ class LivePersonFace:
     )
     async def delete_namespace(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        namespace = self._namespace(request)
+        namespace = self._namespace(request, "admin")
         self.ctx.require(request, tenant, "admin")
         await self.store.delete_namespace(tenant, namespace)
         return no_content()
@@ -240,9 +250,10 @@ class LivePersonFace:
 
     @operation(
         "Read one property",
-        description="As an object of that one property.",
+        description="The body is the property's value itself, as stored (any JSON: `721`, `\"jeff@test.com\"`, "
+        "`[...]`, `{...}`), as LivePerson's v1 documentation shows and its context-service SDK reads it.",
         scope="read",
-        responses={200: Properties},
+        responses={200: Content(Any, description="the property's value")},
         errors=(400, 404),
     )
     async def get_property(self, request: Request) -> Response:
@@ -251,7 +262,7 @@ class LivePersonFace:
         found = await self.store.read(tenant, namespace, session, [name])
         if found is None or name not in found.properties:
             raise ApiError(404, f"property {name!r} not found")
-        return raw_json_response(encode({name: msgspec.Raw(found.properties[name])}))
+        return raw_json_response(found.properties[name])
 
     @operation(
         "Delete one property",
@@ -289,7 +300,7 @@ class LivePersonFace:
     @operation("List the session ids", scope="read", query=PAGE, responses={200: list[str]}, errors=(400,))
     async def session_ids(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        namespace = self._namespace(request)
+        namespace = self._namespace(request, "read")
         page, per_page = self._page(request)
         self.ctx.require(request, tenant, "read")
         return raw_json_response(encode(await self.store.page_sessions(tenant, namespace, page, per_page)))
@@ -303,7 +314,7 @@ class LivePersonFace:
     )
     async def session_properties(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        namespace = self._namespace(request)
+        namespace = self._namespace(request, "read")
         page, per_page = self._page(request)
         self.ctx.require(request, tenant, "read")
         ids = await self.store.page_sessions(tenant, namespace, page, per_page)
@@ -325,7 +336,7 @@ class LivePersonFace:
     )
     async def set_session_ttl(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        namespace = self._namespace(request)
+        namespace = self._namespace(request, "admin")
         ttl = self._ttl(request)
         if ttl is None:
             raise ApiError(400, "query parameter ttlSecond is required")
@@ -338,7 +349,7 @@ class LivePersonFace:
     @operation("List the sessions that have a TTL", scope="read", responses={200: list[TtlSessionEntry]}, errors=(400,))
     async def ttl_sessions(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        namespace = self._namespace(request)
+        namespace = self._namespace(request, "read")
         self.ctx.require(request, tenant, "read")
         entries = [
             TtlSessionEntry(s.session_id, iso8601(s.created_ms), s.ttl_s)

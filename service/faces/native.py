@@ -23,7 +23,6 @@ last path segment with a name: ``POST …/sessions/a:touch`` touches session
 from __future__ import annotations
 
 import asyncio
-
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus

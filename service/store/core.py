@@ -56,6 +56,11 @@ class Durability:
     timeout_ms: int = 500
 
 
+# LivePerson's default and maximum retention of a context document, 13 months
+# (of 30.44 days, a mean month: 396 days).
+RETENTION_13_MONTHS_S = 396 * 24 * 3600
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -64,6 +69,13 @@ def now_ms() -> int:
 class Limits:
     max_chars: int = 800_000  # characters of one session's names and values
     max_properties: int = 10_000  # properties in one session
+    # a session expires at the latest this long after its last write (0 = never);
+    # LivePerson's "max retention on context documents", 13 months
+    max_retention_s: int = RETENTION_13_MONTHS_S
+
+    @property
+    def retention_ms(self) -> int:
+        return self.max_retention_s * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +171,7 @@ class Changes:
         self.args += ("din", keys.property_field(name), orjson.dumps(member))
         return self
 
-    def increment(self, name: str, by: int | float) -> Changes:
+    def increment(self, name: str, by: float) -> Changes:
         self.args += ("inc", keys.property_field(name), orjson.dumps(by))
         return self
 
@@ -388,7 +400,7 @@ class EventHub:
                         subscription._end("the session's slot moved to another Redis Cluster node")
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the connection is lost (any failure ends the subscriptions: none is missed silently)
+        except Exception as exc:  # noqa: BLE001 - the connection is lost: any failure ends the subscriptions, none is missed silently
             if self._pubsub is pubsub:
                 log.warning("pub/sub connection to Redis lost (%s): ending %d subscriptions", exc, len(self._channels))
                 self._drop("the pub/sub connection to Redis was lost")
@@ -599,7 +611,7 @@ class SessionStore:
         if found[0] is None:
             return None
         return _session_from_hash(
-            session_id, {b":": found[0], **{f.encode(): v for f, v in zip(fields, found[1:]) if v is not None}}, now
+            session_id, {b":": found[0], **{f.encode(): v for f, v in zip(fields, found[1:], strict=True) if v is not None}}, now
         )
 
     async def _together(self, *commands: tuple[Any, ...]) -> list[Any]:
@@ -675,6 +687,7 @@ class SessionStore:
                 self.limits.max_chars,
                 self.limits.max_properties,
                 flags,
+                self.limits.retention_ms,
                 *changes.args,
             ],
             wrote=_status_ok,
@@ -711,7 +724,7 @@ class SessionStore:
         status, version, created = await self._write(
             self.scripts.session_settings,
             sk[:4],
-            [now_ms(), session_id, "" if ttl_s is None else ttl_s, "1" if create else "0"],
+            [now_ms(), session_id, "" if ttl_s is None else ttl_s, "1" if create else "0", self.limits.retention_ms],
             wrote=_status_ok,
         )
         return WriteResult(Status(status.decode()), int(version), bool(created))
@@ -862,7 +875,13 @@ class SessionStore:
         _created, flat = await self._write(
             self.scripts.session_get_or_create,
             sk,
-            [now, session_id, "" if idle_ttl_ms is None else idle_ttl_ms, "p" if self.sharded_events else ""],
+            [
+                now,
+                session_id,
+                "" if idle_ttl_ms is None else idle_ttl_ms,
+                "p" if self.sharded_events else "",
+                self.limits.retention_ms,
+            ],
         )
         # HGETALL from Lua is a flat list: field, value, field, value...
         found = _session_from_hash(session_id, dict(zip(flat[::2], flat[1::2], strict=True)), now)

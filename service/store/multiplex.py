@@ -123,9 +123,9 @@ class _Link:
             return await asyncio.shield(self.connecting)
         self.connecting = self.loop.create_future()
         try:
-            connection = self.client.connection_pool.make_connection()
+            connection = self.client.connection_pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             await connection.connect()
-            reader, writer = connection._reader, connection._writer  # noqa: SLF001 - the streams redis-py opened
+            reader, writer = connection._reader, connection._writer
             if reader is None or writer is None:
                 raise ConnectionError("redis-py made no streams for the connection")
             self.connection, self.writer = connection, writer
@@ -219,7 +219,7 @@ class MultiplexedRedis(Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         name = args[0]
         if name in POOLED or (isinstance(name, str) and name.split(" ", 1)[0] in POOLED):
-            return await super().execute_command(*args, **options)
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         response = await self._link_for_loop().call(self._pack(args))
         if EMPTY_RESPONSE in options:
             options.pop(EMPTY_RESPONSE)
@@ -272,7 +272,7 @@ class MultiplexedRedis(Redis):
             else:
                 encoder = self._encoder
                 if encoder is None:
-                    encoder = self._encoder = self.connection_pool.get_encoder()
+                    encoder = self._encoder = self.connection_pool.get_encoder()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 data = encoder.encode(arg)
             out.append(b"$%d\r\n%s\r\n" % (len(data), data))
         return b"".join(out)

@@ -314,6 +314,7 @@ async def import_sessions(
             max(record.expires_in_ms, 0),
             limits.max_chars,
             limits.max_properties,
+            limits.retention_ms,
         ]
         for name, value in record.properties.items():
             args += (keys.property_field(name), max(record.property_ttl_ms.get(name, 0), 0), property_json(value))
