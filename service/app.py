@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import cors
 from .auth import AuthConfig
 from .config import Settings
-from .faces import docs, emporix, genesys, health, liveperson, liveperson_v2, metrics, native
+from .faces import console, docs, emporix, genesys, health, liveperson, liveperson_v2, metrics, native
 from .observability import Metrics, Observe, watch_termination
 from .store import clients
 from .store.core import UNAVAILABLE, SessionStore
@@ -29,7 +30,7 @@ log = logging.getLogger("sessionstore")
 # The API faces; each module has routes(ctx) -> list of routes. Their paths do
 # not overlap, so the order is the router's: the busiest first (the native
 # face is one Mount, passed over with one check).
-FACES = (native, liveperson, liveperson_v2, emporix, genesys, health, metrics, docs)
+FACES = (native, liveperson, liveperson_v2, emporix, genesys, health, metrics, docs, console)
 
 
 class PathAliases:
@@ -122,6 +123,8 @@ def build_app(
             Middleware(PathAliases),
             # inside PathAliases: it reads the matched route from the scope that PathAliases passes on
             Middleware(Observe, metrics=metrics, access_log=settings.access_log, auth=auth),
+            # inside Observe: preflights are counted and logged, and carry a request id
+            *cors.middleware(settings.cors_origins),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

@@ -65,6 +65,19 @@ def tls_from_args(args: argparse.Namespace) -> Any:
     return RedisTls.of(args.redis_tls_ca, args.redis_tls_cert, args.redis_tls_key)
 
 
+def split_origins(text: str | None) -> list[str]:
+    return [origin.strip() for origin in (text or "").split(",") if origin.strip()]
+
+
+class ReplaceDefaultAppend(argparse.Action):
+    """A repeatable option whose default (from the environment) is replaced,
+    not appended to, once the option is given."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        current = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, [*([] if current is self.default else current), values])
+
+
 def parser() -> argparse.ArgumentParser:
     from .store.core import RETENTION_13_MONTHS_S
     top = argparse.ArgumentParser(prog="sessionstore", description="HTTP session store on Redis.")
@@ -104,6 +117,15 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         default=env_flag("access_log"),
         help="log one line per request (method, path, route, status, duration, API key id, request id)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action=ReplaceDefaultAppend,
+        default=split_origins(env("cors_origins")),
+        metavar="ORIGIN",
+        help="an origin browsers may call the APIs from (scheme://host[:port], or * for any); repeatable "
+        f"(default: ${ENV_PREFIX}CORS_ORIGINS, comma-separated; none: no CORS)",
     )
     serve.add_argument(
         "--workers",
@@ -240,6 +262,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         insecure_no_auth=args.insecure_no_auth,
         log_level=args.log_level,
         access_log=args.access_log,
+        cors_origins=tuple(args.cors_origins),
         genesys_idle_ttl_s=args.genesys_idle_ttl,
         emporix_idle_ttl_s=args.emporix_idle_ttl,
         max_body_bytes=args.max_body_bytes,
@@ -262,6 +285,8 @@ def export_to_environment(args: argparse.Namespace) -> None:
         variable = ENV_PREFIX + name.upper()
         if value is None:
             os.environ.pop(variable, None)
+        elif isinstance(value, list):  # --cors-origin: comma-separated
+            os.environ[variable] = ",".join(value)
         else:
             os.environ[variable] = ("true" if value else "false") if isinstance(value, bool) else str(value)
 
@@ -291,6 +316,7 @@ def serve(args: argparse.Namespace) -> int:
     from .app import build_app, tune_gc_for_serving
     from .auth import AuthConfig, AuthFileError
     from .config import Settings
+    from .cors import check_origins
     from .observability import MULTIPROC_ENV, logging_config
     from .store.clients import redact, validate_tls, validate_url
 
@@ -325,6 +351,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     try:
         auth = AuthConfig.load(args.auth_file) if args.auth_file else None
+        args.cors_origins = list(check_origins(args.cors_origins))
         if args.redis_url:
             validate_url(args.redis_url, tls_from_args(args))
         else:
@@ -346,6 +373,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     if args.redis_url:
         log.info("Redis: %s", redact(args.redis_url))
+    if args.cors_origins:
+        log.info("CORS: requests from %s", ", ".join(args.cors_origins))
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,

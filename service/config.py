@@ -23,6 +23,8 @@ class Settings:
     insecure_no_auth: bool = False
     log_level: str = "info"
     access_log: bool = False  # one log line per request (service/observability.py)
+    # --cors-origin: the origins browsers may call the APIs from (service/cors.py); () = no CORS
+    cors_origins: tuple[str, ...] = ()
     # limits on what a client may send or store
     max_body_bytes: int = 1024 * 1024
     max_name_chars: int = 256  # tenant, namespace, session and property names

@@ -133,6 +133,8 @@ class Face:
     path_params: Mapping[str, str] = field(default_factory=dict)
     storage: bool = True
     security: Sequence[str] = HEADER_SCHEMES  # the SECURITY_SCHEMES its API keys may come in
+    # put in each of its operations, e.g. {"x-console": True}
+    extensions: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -373,6 +375,7 @@ def _operation_builder(rm: RouteMethod, documented: Documented, schemas: _Schema
             doc["description"] = description
         if op.deprecated:
             doc["deprecated"] = True
+        doc.update(face.extensions)
         if param_refs:
             doc["parameters"] = [
                 {

@@ -357,6 +357,7 @@ CLUSTER_MODULES = {
     "test_transfer",
     "test_client",
     "test_client_update",
+    "test_console_api",
 }
 
 

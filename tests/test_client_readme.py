@@ -18,7 +18,7 @@ SECRET = "readme-example-secret"
 
 def example() -> str:
     text = README.read_text()
-    section = text.split("\n### Python client\n", 1)[1].split("\n### ", 1)[0]
+    section = text.split("\n## Python client\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     assert len(blocks) == 1, "the Python client section has one example"
     return str(blocks[0])

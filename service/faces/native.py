@@ -40,6 +40,7 @@ from ..openapi import Content, Face, Param, build_routes, operation
 from ..store.core import Changes, EventsLost, Existence, Status, Subscription, WriteResult
 from ..store.core import Session as StoredSession
 from ..web import ApiError, Context, guarded, int_param, iso8601, within_depth
+from .native_directory import WHOAMI, Directory
 
 PREFIX = "/api/v1/tenants"
 MAX_TTL_S = 10 * 366 * 24 * 3600
@@ -506,11 +507,13 @@ class NativeFace:
 
     @operation(
         "List session ids",
-        description="In pages of up to `limit` ids; each page names the cursor of the next.",
+        description="In pages of up to `limit` ids; each page names the cursor of the next. With `prefix`, "
+        "only the ids that start with it.",
         scope="read",
         query=[
             Param("limit", Annotated[int, msgspec.Meta(ge=1, le=1000)], "most ids to return (default 100)"),
             Param("cursor", str, "nextCursor of the page before"),
+            Param("prefix", str, "only the ids that start with this (give the same one with the cursor)"),
         ],
         responses={200: SessionList},
         errors=(400,),
@@ -519,9 +522,12 @@ class NativeFace:
         tenant, namespace, _ = self._where(request, "read", session=False)
         limit = int_param(request, "limit", 100, 1, 1000)
         assert limit is not None
+        prefix = request.query_params.get("prefix") or ""
+        if prefix:
+            self.ctx.identifier(prefix, "prefix")
         try:
             ids, cursor = await self.store.list_sessions(
-                tenant, namespace, limit, request.query_params.get("cursor") or None
+                tenant, namespace, limit, request.query_params.get("cursor") or None, prefix
             )
         except ValueError:
             raise ApiError(400, "invalid cursor") from None
@@ -676,7 +682,9 @@ class NativeFace:
         sessions = "/{tenant}/namespaces/{namespace}/sessions"
         session = sessions + "/{sessionId}"
         prop = session + "/properties/{name}"
+        directory = Directory(self.ctx)
         table: list[tuple[str, str, Any]] = [
+            ("/{tenant}/namespaces", "GET", directory.list_namespaces),
             (sessions, "GET", self.list_sessions),
             (sessions + ":batchGet", "POST", self.batch_get),
             (session, "GET", self.get_session),
@@ -698,7 +706,8 @@ class NativeFace:
         # newline: a %0A in a name would fall out of the face (a 404 not in its format)
         # instead of reaching the name checks (400 problem).
         mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
-        return [mount]
+        wrap = lambda handler: guarded(handler, render_problem)
+        return [mount, *build_routes([(WHOAMI, "GET", directory.whoami)], FACE, wrap, route_class=ProblemRoute)]
 
 
 class EventStream(StreamingResponse):

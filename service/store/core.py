@@ -747,10 +747,16 @@ class SessionStore:
 
     # -- listings ----------------------------------------------------------
 
-    async def list_sessions(self, tenant: str, namespace: str, limit: int, cursor: str | None = None) -> tuple[list[str], str | None]:
+    async def list_sessions(
+        self, tenant: str, namespace: str, limit: int, cursor: str | None = None, prefix: str = ""
+    ) -> tuple[list[str], str | None]:
         """Up to ``limit`` session ids after ``cursor``, and the cursor of the
-        next page (None at the end). Raises ValueError for a bad cursor."""
+        next page (None at the end); with ``prefix``, only the ids that start
+        with it (each bucket reads just that range of its index). Raises
+        ValueError for a bad cursor."""
         bucket, last = decode_cursor(cursor) if cursor else (0, "")
+        # the ids from prefix up to (not including) prefix + 0xFF, a byte no UTF-8 text holds
+        low, high = ("[" + prefix, b"(" + prefix.encode() + b"\xff") if prefix else ("-", b"+")
         ns = await self.namespace(tenant, namespace)
         if ns is None:
             return [], None
@@ -760,7 +766,8 @@ class SessionStore:
             span = range(bucket, min(bucket + batch, keys.BUCKETS))
             now, want = now_ms(), limit - len(ids) + 1  # one more, to know whether a bucket has more
             calls = [
-                (keys.bucket(tenant, namespace, ns.generation, b), [now, "(" + last if b == bucket and last else "-", want, 0])
+                (keys.bucket(tenant, namespace, ns.generation, b),
+                 [now, "(" + last if b == bucket and last and last >= prefix else low, want, 0, high])
                 for b in span
             ]
             for b, reply in zip(span, await self._run_many(self.scripts.bucket_list, calls), strict=True):
