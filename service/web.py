@@ -15,7 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .auth import OPEN_ACCESS, ApiKey, AuthConfig, Denied, authorize, presented_secret
+from .auth import KEY_ID_STATE, OPEN_ACCESS, ApiKey, AuthConfig, Denied, authorize, presented_secret
 from .config import Settings
 from .store.core import UNAVAILABLE, NotDurable, SessionStore
 
@@ -49,13 +49,27 @@ class Context:
     store: SessionStore
     auth: AuthConfig | None
 
-    def caller(self, request: Request) -> ApiKey:
+    def caller(self, request: Request, *, query_token: bool = False) -> ApiKey:
+        """The request's API key (from its headers). ``query_token``: a
+        ``?access_token=`` will do too, where a client cannot send headers
+        (a browser's EventSource) or does not (LivePerson v2 clients); the
+        key's id is then left in the request's state for the access log,
+        which reads only the headers."""
         if self.auth is None:
             return OPEN_ACCESS
-        return self.auth.authenticate(presented_secret(request.headers))
+        if not query_token:
+            return self.auth.authenticate(presented_secret(request.headers))
+        secret = presented_secret(request.headers) or request.query_params.get("access_token", "").strip() or None
+        try:
+            key = self.auth.authenticate(secret)
+        except Denied:
+            setattr(request.state, KEY_ID_STATE, "unknown" if secret else "-")
+            raise
+        setattr(request.state, KEY_ID_STATE, key.id)
+        return key
 
-    def require(self, request: Request, tenant: str, scope: str) -> ApiKey:
-        key = self.caller(request)
+    def require(self, request: Request, tenant: str, scope: str, *, query_token: bool = False) -> ApiKey:
+        key = self.caller(request, query_token=query_token)
         authorize(key, tenant, scope)
         return key
 

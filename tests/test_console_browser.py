@@ -443,6 +443,20 @@ def test_an_event_source_on_an_allowed_origin_follows_a_session(
     expect(page.locator("#status")).to_have_text("closed")  # refused by the browser: no CORS headers
 
 
+def test_an_event_source_with_a_key_in_the_query_follows_a_session(
+    page: Page, service: str, api: httpx.Client, shops: tuple[Shop, Shop]
+) -> None:
+    """With API keys: an EventSource cannot send one in a header, so it gives it as ?access_token=."""
+    allowed, _other = shops
+    events = f"{NATIVE}/desk/sessions/es-key/events"
+    page.goto(f"{allowed.origin}/shop?api={service}&events={events}%3Faccess_token%3D{SECRETS['reader']}")
+    expect(page.locator("#status")).to_have_text("open")
+    assert api.put(f"{NATIVE}/desk/sessions/es-key", json={"properties": {"y": 2}}).status_code == 201
+    expect(page.locator("#events")).to_contain_text('{"version":1,"changed":["y"],"deleted":[]}')
+    page.goto(f"{allowed.origin}/shop?api={service}&events={events}%3Faccess_token%3Dwrong")
+    expect(page.locator("#status")).to_have_text("closed")  # 401: an EventSource gives up
+
+
 # -- Redis away for a moment ---------------------------------------------------------------------
 
 

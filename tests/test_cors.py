@@ -27,7 +27,7 @@ from service.auth import AuthConfig
 from service.config import Settings
 from service.openapi import route_methods
 
-from .conftest import TENANT, auth_document, free_port, key
+from .conftest import SECRETS, TENANT, auth_document, free_port, key, serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -206,6 +206,11 @@ async def test_an_allowed_origin_follows_a_session_s_events(redis: Any) -> None:
                         if line.startswith("data:"):
                             assert '"changed":["x"]' in line
                             break
+            # as an EventSource does it: no header, the key in the query
+            query = {"access_token": SECRETS["reader"]}
+            async with http.stream("GET", base + "/live/events", params=query, headers={"Origin": DESK}) as stream:
+                assert stream.status_code == 200 and stream.headers["access-control-allow-origin"] == DESK
+                assert await anext(stream.aiter_lines()) == ": subscribed"
     finally:
         server.should_exit = True
         async with asyncio.timeout(10):
@@ -252,3 +257,13 @@ def test_serve_refuses_a_bad_origin() -> None:
     assert result.returncode == 2, result.stderr
     assert "'https://shop.example/' is not an origin" in result.stderr and "Traceback" not in result.stderr
 
+
+
+
+async def test_only_the_event_stream_takes_the_key_from_the_query(redis: Any) -> None:
+    """An EventSource cannot send headers: the events route (only it) takes ?access_token=."""
+    async with serve_app(redis) as client:
+        base = f"/api/v1/tenants/{TENANT}/namespaces/ns/sessions/s"
+        assert (await client.get(base, params={"access_token": SECRETS["reader"]})).status_code == 401
+        r = await client.get(base + "/events", params={"access_token": "nope"})
+        assert r.status_code == 401 and r.json()["status"] == 401

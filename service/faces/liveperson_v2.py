@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..auth import KEY_ID_STATE, OPEN_ACCESS, ApiKey, Denied, authorize, presented_secret
+from ..auth import ApiKey, authorize
 from ..openapi import Content, Face, build_routes, operation
 from ..store.core import Changes, Session, Status
 from ..web import ApiError, Context, guarded, iso8601, raw_json_response
@@ -101,18 +101,8 @@ class LivePersonV2Face:
     # -- who and what ----------------------------------------------------------
 
     def _caller(self, request: Request) -> ApiKey:
-        """The key of ``?access_token=`` (what v2 clients send) or of a header;
-        its id is left for the access log, which reads only the headers."""
-        if self.ctx.auth is None:
-            return OPEN_ACCESS
-        secret = request.query_params.get("access_token") or presented_secret(request.headers)
-        try:
-            key = self.ctx.auth.authenticate(secret.strip() if secret else None)
-        except Denied:
-            setattr(request.state, KEY_ID_STATE, "unknown" if secret else "-")
-            raise
-        setattr(request.state, KEY_ID_STATE, key.id)
-        return key
+        """The key of ``?access_token=`` (what v2 clients send) or of a header."""
+        return self.ctx.caller(request, query_token=True)
 
     def _namespace(self, name: str, *, writing: bool) -> str:
         limit = self.ctx.settings.max_name_chars

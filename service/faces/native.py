@@ -252,11 +252,13 @@ class NativeFace:
 
     # -- request parts ----------------------------------------------------------
 
-    def _where(self, request: Request, scope: str, session: bool = True) -> tuple[str, str, str]:
+    def _where(
+        self, request: Request, scope: str, session: bool = True, *, query_token: bool = False
+    ) -> tuple[str, str, str]:
         tenant = self.ctx.name(request.path_params["tenant"], "tenant")
         namespace = self.ctx.name(request.path_params["namespace"], "namespace")
         session_id = self.ctx.identifier(request.path_params["sessionId"], "session id") if session else ""
-        self.ctx.require(request, tenant, scope)
+        self.ctx.require(request, tenant, scope, query_token=query_token)
         return tenant, namespace, session_id
 
     def _property(self, request: Request) -> str:
@@ -662,13 +664,15 @@ class NativeFace:
         "session lists every property it had as deleted). A comment line every 15 s keeps an idle stream open. "
         "The subscription is in place before the response starts, so no change after that is missed: if the "
         "service loses its connection to Redis the stream ends instead (reconnect, then read the session again). "
-        "The session need not exist yet.",
+        "The session need not exist yet. The key may also come as `?access_token=<key>`, for a browser's "
+        "EventSource, which cannot send headers.",
         scope="read",
+        query=[Param("access_token", str, "the API key, where no header can carry it (EventSource)")],
         responses={200: Content(str, "text/event-stream", event_data=ChangeEvent)},
         errors=(400,),
     )
     async def events(self, request: Request) -> Response:
-        tenant, namespace, session_id = self._where(request, "read")
+        tenant, namespace, session_id = self._where(request, "read", query_token=True)
         try:
             subscription = await self.store.subscribe(tenant, namespace, session_id)
         except EventsLost:
