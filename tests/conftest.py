@@ -354,6 +354,8 @@ CLUSTER_MODULES = {
     "test_genesys",
     "test_native",
     "test_transfer",
+    "test_customers",
+    "test_customers_api",
 }
 
 
