@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -59,7 +59,8 @@ VERIFY_FEW = 2  # how many
 BATCH = 100  # sessions read (or erased) at once
 # The reserved namespaces of the faces that own their sessions' ties, and the
 # "api" they are listed under (the faces' NAMESPACE; a test holds them together).
-RESERVED_APIS = {"__emporix__": "emporix", "__genesys__": "genesys"}
+Api = Literal["emporix", "genesys", "liveperson", "native"]
+RESERVED_APIS: dict[str, Api] = {"__emporix__": "emporix", "__genesys__": "genesys"}
 CUSTOMER_PROPERTY = "customerId"  # where those faces keep the customer id
 
 Progress = Callable[[int, float | None], None]  # (sessions done, fraction done when known)
@@ -82,12 +83,12 @@ class Entry:
 class Found:
     """A session tied to the customer, and the API it belongs to."""
 
-    api: str
+    api: Api
     namespace: str
     session: Session
 
 
-def api_of(namespace: str, session: Session) -> str:
+def api_of(namespace: str, session: Session) -> Api:
     """``emporix`` and ``genesys`` for their reserved namespaces; in the others,
     which LivePerson v1, v2 and the native API share, ``liveperson`` for a
     session created through a LivePerson face and ``native`` for the rest."""
