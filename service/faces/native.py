@@ -18,6 +18,12 @@ last path segment with a name: ``POST …/sessions/a:touch`` touches session
 ``a`` (and ``POST …/sessions/a:touch:touch`` session ``a:touch``), while
 ``GET``, ``PUT``, ``PATCH`` and ``DELETE …/sessions/a:touch`` are session
 ``a:touch`` itself; likewise ``…/properties/{name}:increment``.
+
+A session's ``customerId`` is the customer it is tied to (null: none; see
+service/store/customers.py, and faces/customers.py for the calls that find,
+export and erase a customer's sessions): PUT and merge PATCH set it, null
+unties, and a body without it keeps the tie (on PUT too). The ties of the
+``__emporix__`` and ``__genesys__`` sessions are their faces' (400 here).
 """
 
 from __future__ import annotations
