@@ -326,3 +326,28 @@ async def test_check_repair_rebuilds_a_wiped_index(store: SessionStore, backend:
     assert len(await customers.list_sessions(store, T, C2)) == 4
     assert len(await customers.list_sessions(store, OTHER_T, C1)) == 1
     assert await store.redis.exists(keys.customer_index(T, "gone")) == 0
+
+
+async def test_the_export_is_written_a_batch_at_a_time(store: SessionStore) -> None:
+    from service.faces.customers import Export
+
+    for n in range(2 * customers.BATCH + 10):
+        await store.write(T, "ns", f"s{n:03}", Changes().set("p", b'"x"').tie(C1))
+    export = Export(store, T, C1)
+    await export.start()
+    chunks = [chunk async for chunk in export.document()]
+    assert len(chunks) == 1 + 3 + 1  # the head, three batches of sessions, the end
+    document = json.loads(b"".join(chunks))
+    assert len(document["sessions"]) == export.sessions == 2 * customers.BATCH + 10 and export.complete
+
+
+async def test_the_calls_are_in_the_openapi_document(api: httpx.AsyncClient) -> None:
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    base = "/api/v1/tenants/{tenant}/customers/{customerId}"
+    for path, method in ((base + "/sessions", "get"), (base + "/export", "get"), (base, "delete")):
+        operation = paths[path][method]
+        assert operation["tags"] == ["native"] and {"apiKey": ["admin"]} in operation["security"]
+        assert {p["name"] for p in operation["parameters"]} == {"tenant", "customerId"}
+    schemas = (await api.get("/openapi.json")).json()["components"]["schemas"]
+    for name in ("Session", "SessionReplace", "SessionPatch"):
+        assert "customerId" in schemas[name]["properties"], name
