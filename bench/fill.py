@@ -112,9 +112,9 @@ class Filler:
 
     def _tail(self, properties: Iterable[tuple[str, bytes]]) -> tuple[int, bytes]:
         # ARGV 3.. of session_mutate as SessionStore.write() gives it for a LivePerson PATCH:
-        # any version, existence 'any', no TTL stamp, idle TTL kept, the limits, flag 'd', the
-        # retention, the changes (tests/test_bench.py reads filled sessions back through the store).
-        args: list[bytes] = [b"", b"any", b"0", b"", *self.limits, b"d", self.retention]
+        # any version, existence 'any', no TTL stamp, idle TTL kept, the limits, flag 'd', the retention,
+        # the customer tie kept, the changes (tests/test_bench.py reads filled sessions back through the store).
+        args: list[bytes] = [b"", b"any", b"0", b"", *self.limits, b"d", self.retention, b""]
         for name, json in properties:
             args += [b"set", keys.property_field(name).encode(), json]
         return len(args), b"".join(bulk(a) for a in args)

@@ -3,7 +3,8 @@
 -- every key is passed to the calling script in KEYS.
 --
 -- A session is one hash. Its metadata is one field named ":" holding ten
--- comma-separated numbers (see META below); every other field is a property.
+-- comma-separated numbers (see META below), then, when there is one, a tail:
+-- ",o" or ",o,u" (see meta_load); every other field is a property.
 -- A property whose name starts with ":" is stored with one more ":" in front,
 -- so no property can take the metadata field's name.
 --
@@ -17,20 +18,37 @@ local META_NAMES = {'v', 'c', 'm', 'p', 'z', 'e', 'x', 't', 'i', 'a'}
 -- expiry ms, t TTL (s) stamped on written properties (LivePerson session TTL),
 -- i idle TTL ms, a expiry ms of the whole session (idle TTL and retention;
 -- see set_deadline).
+-- After the numbers, two texts that are not numbers:
+-- o the face that created the session, one letter ('l' = LivePerson v1 or
+--   v2; '' = another, or not recorded),
+-- u the customer the session is tied to (false = none); it is the rest of
+--   the field after the comma that ends o, so it may hold commas itself.
+-- A session with neither has no tail (the ten numbers alone, as ever).
+-- service/store/core.py (_session) parses the same layout.
 
 local function meta_load(key)
   local raw = redis.call('HGET', key, META)
   if not raw then return nil end
-  local m, n = {}, 1
-  for part in string.gmatch(raw .. ',', '([^,]*),') do
-    m[META_NAMES[n]] = tonumber(part) or 0
-    n = n + 1
+  local m, at, more = {o = '', u = false}, 1, true
+  for _, name in ipairs(META_NAMES) do
+    local comma = more and string.find(raw, ',', at, true)
+    m[name] = tonumber(string.sub(raw, at, comma and comma - 1 or #raw)) or 0
+    if comma then at = comma + 1 else at, more = #raw + 1, false end
+  end
+  if more then -- the tail, by position: o up to the next comma, u the rest
+    local comma = string.find(raw, ',', at, true)
+    if comma then
+      m.o = string.sub(raw, at, comma - 1)
+      if comma < #raw then m.u = string.sub(raw, comma + 1) end
+    else
+      m.o = string.sub(raw, at)
+    end
   end
   return m
 end
 
 local function meta_new(now)
-  return {v = 0, c = now, m = now, p = 0, z = 0, e = 0, x = 0, t = 0, i = 0, a = 0}
+  return {v = 0, c = now, m = now, p = 0, z = 0, e = 0, x = 0, t = 0, i = 0, a = 0, o = '', u = false}
 end
 
 local function meta_store(key, m)
@@ -39,7 +57,13 @@ local function meta_store(key, m)
     local value = m[name]
     if value == 0 and n > 3 then out[n] = '' else out[n] = string.format('%d', value) end
   end
-  redis.call('HSET', key, META, table.concat(out, ','))
+  local text = table.concat(out, ',')
+  if m.u then
+    text = text .. ',' .. m.o .. ',' .. m.u
+  elseif m.o ~= '' then
+    text = text .. ',' .. m.o
+  end
+  redis.call('HSET', key, META, text)
 end
 
 local function charlen(s)

@@ -16,7 +16,8 @@
 --       8 idle TTL (ms; 0 = none), 9 ms until the session expires with it (0 = a whole idle TTL),
 --       10 most characters stored (0 = no limit), 11 most properties (0 = no limit),
 --       12 retention (ms) after the last write (0 = none),
---       13.. three per property: field (as keys.py names it), ms until it expires (0 = never), JSON text
+--       13 the customer the session is tied to ('' = none), 14 the face that made it (lib.lua, metadata o),
+--       15.. three per property: field (as keys.py names it), ms until it expires (0 = never), JSON text
 -- Returns {status, version}: 'ok' (written; version is the imported one),
 -- 'exists' (flag 's', left as it was; its version), 'toolarge' or 'toomany' (nothing written).
 local key, idx, exp_index, ttl_index, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -29,8 +30,10 @@ if old and string.find(flags, 's', 1, true) then return {'exists', old.v} end
 local m = meta_new(now)
 m.v, m.c, m.m = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 m.t, m.i = tonumber(ARGV[7]), tonumber(ARGV[8])
+m.o = ARGV[14]
+if ARGV[13] ~= '' then m.u = ARGV[13] end
 local count, fields, changed = 0, {}, {}
-for n = 13, #ARGV, 3 do
+for n = 15, #ARGV, 3 do
   local field, left, json = ARGV[n], tonumber(ARGV[n + 1]), ARGV[n + 2]
   local name = field_name(field)
   m.z = m.z + charlen(name) + charlen(json)
@@ -57,7 +60,7 @@ if old then
   end
   redis.call('DEL', key)
 end
-for n = 13, #ARGV, 3 do
+for n = 15, #ARGV, 3 do
   local left = tonumber(ARGV[n + 1])
   if left > 0 then
     redis.call('HSET', key, ARGV[n], '@' .. string.format('%013d', now + left) .. ARGV[n + 2])

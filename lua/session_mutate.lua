@@ -15,8 +15,12 @@
 --                'p' = publish with SPUBLISH (cluster) instead of PUBLISH,
 --                'x' = the TTL in ARGV[5] was asked for explicitly,
 --                'r' = answer 'ok' with the session as it is now (HGETALL) too,
+--                'l' = a session this write creates was made through LivePerson (metadata o),
 --       10 retention (ms): the session expires at the latest this long after its last write (0 = none),
---       11.. the changes, three arguments each: op, field, value
+--       11 the session's customer (metadata u): '' keep it, '-' untie the session,
+--          '=' .. customer id tie it to that customer (a changed tie is a change:
+--          a new version and an event, with no property named in it),
+--       12.. the changes, three arguments each: op, field, value
 --         set f json | del f - | clr - - | mrg f json (RFC 7396 merge patch)
 --         sin f {"k":v,...} (set keys of an object) | din f "k" (remove a key)
 --         inc f number
@@ -42,6 +46,14 @@ local pruned = #prune(key, m, now)
 local count = 0
 if created == 0 then count = redis.call('HLEN', key) - 1 end
 local count_before, flags = count, ARGV[9]
+
+-- The tie asked for (false = none) and whether it differs from the stored one;
+-- applied only in step 3, with the rest of the write.
+local tie, tie_changed = m.u, false
+if ARGV[11] ~= '' then
+  if ARGV[11] == '-' then tie = false else tie = string.sub(ARGV[11], 2) end
+  tie_changed = tie ~= m.u
+end
 
 local function answer(status, version, made, extra)
   if status == 'ok' and string.find(flags, 'r', 1, true) then
@@ -83,7 +95,7 @@ local function object_of(field)
 end
 
 local extra = ''
-for n = 11, #ARGV, 3 do
+for n = 12, #ARGV, 3 do
   local op, field, value = ARGV[n], ARGV[n + 1], ARGV[n + 2]
   if op == 'set' then
     put(field, value)
@@ -157,7 +169,7 @@ end
 local max_chars, max_props = tonumber(ARGV[7]), tonumber(ARGV[8])
 if max_chars > 0 and z > max_chars and z > m.z then return give_up('toolarge') end
 if max_props > 0 and count > max_props and count > count_before then return give_up('toomany') end
-if changes == 0 and created == 0 and ARGV[6] == '' then return give_up('ok', extra) end
+if changes == 0 and created == 0 and ARGV[6] == '' and not tie_changed then return give_up('ok', extra) end
 
 -- 3. Write.
 local version_before = m.v
@@ -184,8 +196,9 @@ else
       redis.call('HDEL', key, field)
     end
   end
-  m.z, m.p = z, p
-  if changes > 0 or created == 1 then
+  m.z, m.p, m.u = z, p, tie
+  if created == 1 and string.find(flags, 'l', 1, true) then m.o = 'l' end
+  if changes > 0 or created == 1 or tie_changed then
     m.v = m.v + 1
     m.m = now
   end

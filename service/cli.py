@@ -1,4 +1,5 @@
-"""The command line: ``sessionstore serve | check | export | import | keys new``."""
+"""The command line: ``sessionstore serve | check | export | import | customers | keys new``
+(``customers`` and ``check --repair``: cli_customers.py)."""
 
 from __future__ import annotations
 
@@ -203,12 +204,19 @@ def parser() -> argparse.ArgumentParser:
         help="check a Redis: does it answer, its version and mode, do the scripts load",
         description=(
             "Check that a Redis can serve sessionstore: it answers, its version and mode (standalone or "
-            "cluster), and every Lua script loads. Exits 0 when all is well, 1 otherwise."
+            "cluster), and every Lua script loads. Exits 0 when all is well, 1 otherwise. With --repair, then "
+            "rebuild the customer indexes from the sessions (after an import or a restore)."
         ),
     )
     check.add_argument("--redis-url", default=env("redis_url"), help=redis_help)
     add_tls_options(check)
     check.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS", help="per Redis command (default 2)")
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild every customer index from the sessions, and drop its dead entries (safe while serving)",
+    )
+    check.add_argument("--no-progress", action="store_true", help="--repair: no progress bar")
 
     export = commands.add_parser(
         "export",
@@ -244,6 +252,10 @@ def parser() -> argparse.ArgumentParser:
     new.add_argument("--tenant", required=True, help='the tenant the key may act for ("*" = every tenant)')
     new.add_argument("--scopes", default="read,write", help="comma-separated: read, write, admin (default read,write)")
     new.add_argument("--id", help="a label for the key in logs (default: a random one)")
+
+    from . import cli_customers
+
+    cli_customers.add_parser(commands, redis_help)
     return top
 
 
@@ -422,14 +434,25 @@ def check(args: argparse.Namespace) -> int:
         print(f"sessionstore: {exc}", file=sys.stderr)
         return 2
 
-    async def run() -> Any:
+    from .cli_customers import repair
+    from .store.core import UNAVAILABLE
+
+    bar = ProgressBar("repair", enabled=not args.no_progress)
+
+    async def run() -> tuple[Any, str | None]:
         try:
-            return await check_redis(client)
+            report = await check_redis(client)
+            if not (args.repair and report.ok):
+                return report, None
+            try:
+                return report, await repair(client, bar)
+            except UNAVAILABLE as exc:
+                return report, f"repair failed: {type(exc).__name__}: {exc}"
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
 
-    report = asyncio.run(run())
+    report, repaired = asyncio.run(run())
     where = redact(args.redis_url)
     if not report.answers:
         print(f"redis: does not answer at {where}: {report.problems[0]}")
@@ -438,7 +461,10 @@ def check(args: argparse.Namespace) -> int:
     print(f"scripts: {report.scripts_loaded} loaded")
     for problem in report.problems:
         print(f"problem: {problem}")
-    return 0 if report.ok else 1
+    if repaired is not None:
+        bar.close("repair done")
+        print(repaired)
+    return 0 if report.ok and not (repaired or "").startswith("repair failed") else 1
 
 
 class ProgressBar:
@@ -628,7 +654,16 @@ def keys_new(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    commands = {"serve": serve, "check": check, "export": export, "import": import_, "keys": keys_new}
+    from . import cli_customers
+
+    commands = {
+        "serve": serve,
+        "check": check,
+        "export": export,
+        "import": import_,
+        "customers": cli_customers.run,
+        "keys": keys_new,
+    }
     return commands[args.command](args)
 
 

@@ -426,6 +426,9 @@ class JsonFormatter(logging.Formatter):
         access = getattr(record, "access", None)
         if isinstance(access, dict):
             out.update(access)
+        audit = getattr(record, "audit", None)  # service/audit.py
+        if isinstance(audit, dict):
+            out.update(audit)
         if record.exc_info:
             out["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         return orjson.dumps(out, default=str).decode()

@@ -358,6 +358,8 @@ CLUSTER_MODULES = {
     "test_client",
     "test_client_update",
     "test_console_api",
+    "test_customers",
+    "test_customers_api",
 }
 
 

@@ -14,6 +14,11 @@ by a PUT body) is replaced (PUT) only with that customer's token in
 Customer side (``/me/context``): a customer token (see customer_tokens.py) in
 ``Authorization: Bearer``; the session is the token's.
 
+A context is tied to the customer of its ``customerId`` (service/store/customers.py),
+by the same script call that writes it: a PUT with a ``customerId`` ties it, a
+PUT without one unties it; a ``/me`` write ties it to the token's customer when
+it creates the context or the context is that customer's already.
+
 Every error is ``{"code": <status>, "message": "..."}`` (the vendor's
 ErrorMessage), with ``sessionId`` in front on a 404: no such context, no such
 attribute, or a version conflict, which Emporix answers as a 404 naming the
@@ -205,6 +210,45 @@ def text(value: OptionalText) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def owner_of(session: Session | None) -> str | None:
+    """The customerId of a stored context (None: none)."""
+    raw = None if session is None else session.properties.get(CUSTOMER_ID)
+    if raw is None:
+        return None
+    value = orjson.loads(raw)
+    return value if isinstance(value, str) and value else None
+
+
+def owner_may(token: CustomerToken, owner: str | None) -> None:
+    """On /me: a context that belongs to a customer is that customer's only."""
+    if owner and token.customer_id != owner:
+        raise ApiError(403, "this session context belongs to another customer")
+
+
+class OwnContext:
+    """The check of a /me write (the owner rule, then ``more``), which keeps
+    the owner it saw, so that the write can tie the context: to the token's
+    customer, when the write creates the context (its customerId is set then)
+    or the context is that customer's already."""
+
+    def __init__(self, token: CustomerToken, more: Check | None = None) -> None:
+        self.token = token
+        self.more = more
+        self.owner: str | None = None
+
+    def __call__(self, stored: Session | None) -> None:
+        self.owner = owner_of(stored)
+        owner_may(self.token, self.owner)
+        if self.more is not None:
+            self.more(stored)
+
+    def tie(self, changes: Changes, created: bool) -> Changes:
+        customer = self.token.customer_id
+        if customer and (created or self.owner == customer):
+            changes.tie(customer)
+        return changes
+
+
 class EmporixFace:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -312,19 +356,13 @@ class EmporixFace:
 
     @staticmethod
     def _owner_may(token: CustomerToken, owner: str | None) -> None:
-        """On /me: a context that belongs to a customer is that customer's only."""
-        if owner and token.customer_id != owner:
-            raise ApiError(403, "this session context belongs to another customer")
+        owner_may(token, owner)
 
     # -- storage ---------------------------------------------------------------
 
     @staticmethod
     def _owner(session: Session | None) -> str | None:
-        raw = None if session is None else session.properties.get(CUSTOMER_ID)
-        if raw is None:
-            return None
-        value = orjson.loads(raw)
-        return value if isinstance(value, str) and value else None
+        return owner_of(session)
 
     @staticmethod
     def _needs_attribute(session_id: str, name: str) -> Check:
@@ -468,14 +506,20 @@ class EmporixFace:
             fields.append((CONTEXT, orjson.dumps(body.context)))
         fields.append((SESSION_ID, orjson.dumps(session_id)))
         new_owner = text(body.customerId)
+        if new_owner:
+            self.ctx.identifier(new_owner, "customerId")
 
         def authorize(stored: Session | None) -> None:
             self._saas_token(request, tenant, {o for o in (self._owner(stored), new_owner) if o})
 
+        def changes(created: bool) -> Changes:
+            out = Changes().clear().set_all(fields)
+            return out.tie(new_owner) if new_owner else out.untie()
+
         await self._change(
             tenant,
             session_id,
-            lambda created: Changes().clear().set_all(fields),
+            changes,
             check=authorize,
             version=body.metadata.version,
             upsert=upsert,
@@ -559,9 +603,10 @@ class EmporixFace:
                 else:
                     kept[key] = value
         members = orjson.dumps(kept) if kept else None
+        own = OwnContext(token)
 
         def changes(created: bool) -> Changes:
-            out = Changes().set_all(simple)
+            out = own.tie(Changes().set_all(simple), created)
             if members is not None:
                 out.set_in(CONTEXT, members)
             for key in removed:
@@ -574,7 +619,7 @@ class EmporixFace:
             token.tenant,
             session_id,
             changes,
-            check=lambda stored: self._owner_may(token, self._owner(stored)),
+            check=own,
             version=body.metadata.version,
             upsert=upsert,
         )
@@ -591,11 +636,9 @@ class EmporixFace:
         attribute = await self._body(request, ContextAttribute)
         name = self.ctx.identifier(attribute.key, "attribute key")
         members = orjson.dumps({name: attribute.value})
+        own = OwnContext(token)
         await self._change(
-            token.tenant,
-            session_id,
-            lambda created: Changes().set_in(CONTEXT, members),
-            check=lambda stored: self._owner_may(token, self._owner(stored)),
+            token.tenant, session_id, lambda created: own.tie(Changes().set_in(CONTEXT, members), created), check=own
         )
         return Response(orjson.dumps(name), 201, media_type="application/json")
 
@@ -608,17 +651,12 @@ class EmporixFace:
     async def delete_own_attribute(self, request: Request) -> Response:
         token, session_id = self._customer(request, self._tenant(request))
         name = self._attribute(request)
-        has_it = self._needs_attribute(session_id, name)
-
-        def check(stored: Session | None) -> None:
-            self._owner_may(token, self._owner(stored))
-            has_it(stored)
-
+        own = OwnContext(token, self._needs_attribute(session_id, name))
         await self._change(
             token.tenant,
             session_id,
-            lambda created: Changes().delete_in(CONTEXT, name),
-            check=check,
+            lambda created: own.tie(Changes().delete_in(CONTEXT, name), created),
+            check=own,
             read=(CUSTOMER_ID, CONTEXT),
         )
         return no_content()

@@ -11,8 +11,9 @@ with the same HTTP status.
 
 A tenant's Genesys sessions are the sessions of its reserved namespace
 ``__genesys__`` in the storage core (so the native API sees them), each id a
-property holding a JSON string. They expire after ``genesys_idle_ttl_s`` with
-no read or write. Create, read (with auto-create) and associate are each one
+property holding a JSON string; the customer id given ties the session to
+that customer (service/store/customers.py). They expire after
+``genesys_idle_ttl_s`` with no read or write. Create, read (with auto-create) and associate are each one
 Lua script. ``tenantId`` may be left out when the API key is for one tenant.
 The path ``/sessions/new`` is the create operation only: GET or POST of it
 answers 405, so no client can land in a session named "new" that every other
@@ -176,6 +177,8 @@ class GenesysFace:
         """Write ``ids`` and get the session as that write left it (one
         script); None when the session exists and ``existence`` is NONE."""
         changes = Changes().set_all((name, orjson.dumps(value)) for name, value in ids.items())
+        if CUSTOMER in ids:  # the session's customer is its tie (service/store/customers.py)
+            changes.tie(ids[CUSTOMER])
         result = await self.store.write(
             tenant, NAMESPACE, session_id, changes, existence=existence, idle_ttl_ms=self.idle_ms, read_back=True
         )

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..openapi import Content, Face, Param, build_routes, operation
-from ..store.core import Changes, Status, WriteResult
+from ..store.core import ORIGIN_LIVEPERSON, Changes, Status, WriteResult
 from ..web import ApiError, Context, guarded, int_param, iso8601, json_response, raw_json_response
 
 DEFAULT_SESSION = "__default__"
@@ -215,7 +215,9 @@ class LivePersonFace:
         changes = Changes()
         for name, value in body.items():
             changes.set(self.ctx.identifier(name, "property name"), orjson.dumps(value))
-        return self._written(await self.store.write(tenant, namespace, session, changes, drop_empty=True))
+        return self._written(
+            await self.store.write(tenant, namespace, session, changes, drop_empty=True, origin=ORIGIN_LIVEPERSON)
+        )
 
     @operation(
         "Set one property", description="The body is its value (any JSON).", scope="write", body=Any, responses={204: None}
@@ -225,7 +227,9 @@ class LivePersonFace:
         name = self._property(request)
         value = await self.ctx.json(request)
         changes = Changes().set(name, orjson.dumps(value))
-        return self._written(await self.store.write(tenant, namespace, session, changes, drop_empty=True))
+        return self._written(
+            await self.store.write(tenant, namespace, session, changes, drop_empty=True, origin=ORIGIN_LIVEPERSON)
+        )
 
     @operation(
         "Read the properties",
@@ -343,7 +347,7 @@ class LivePersonFace:
         self.ctx.require(request, tenant, "admin")
         body: TtlSessionCreate = await self._body(request, TtlSessionCreate)
         session = self.ctx.identifier(body.session_id, "session id")
-        await self.store.session_settings(tenant, namespace, session, ttl_s=ttl, create=True)
+        await self.store.session_settings(tenant, namespace, session, ttl_s=ttl, create=True, origin=ORIGIN_LIVEPERSON)
         return no_content()
 
     @operation("List the sessions that have a TTL", scope="read", responses={200: list[TtlSessionEntry]}, errors=(400,))

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from ..auth import ApiKey, authorize
 from ..openapi import Content, Face, build_routes, operation
-from ..store.core import Changes, Session, Status
+from ..store.core import ORIGIN_LIVEPERSON, Changes, Session, Status
 from ..web import ApiError, Context, guarded, iso8601, raw_json_response
 from .liveperson import DEFAULT_SESSION, ErrorBody, checked_namespace, render_error
 
@@ -162,7 +162,9 @@ class LivePersonV2Face:
         for name, value in body.payload.items():
             changes.set(self.ctx.identifier(name, "property name in payload"), orjson.dumps(value))
         ttl = body.ttl_seconds if isinstance(body.ttl_seconds, int) else 0
-        result = await self.store.write(tenant, namespace, session or DEFAULT_SESSION, changes, idle_ttl_ms=ttl * 1000)
+        result = await self.store.write(
+            tenant, namespace, session or DEFAULT_SESSION, changes, idle_ttl_ms=ttl * 1000, origin=ORIGIN_LIVEPERSON
+        )
         if result.status is Status.TOO_LARGE:
             raise ApiError(413, TOO_LARGE)
         if result.status is Status.TOO_MANY:

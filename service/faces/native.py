@@ -18,6 +18,12 @@ last path segment with a name: ``POST …/sessions/a:touch`` touches session
 ``a`` (and ``POST …/sessions/a:touch:touch`` session ``a:touch``), while
 ``GET``, ``PUT``, ``PATCH`` and ``DELETE …/sessions/a:touch`` are session
 ``a:touch`` itself; likewise ``…/properties/{name}:increment``.
+
+A session's ``customerId`` is the customer it is tied to (null: none; see
+service/store/customers.py, and faces/customers.py for the calls that find,
+export and erase a customer's sessions): PUT and merge PATCH set it, null
+unties, and a body without it keeps the tie (on PUT too). The ties of the
+``__emporix__`` and ``__genesys__`` sessions are their faces' (400 here).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from starlette.types import Receive, Scope, Send
 from ..openapi import Content, Face, Param, build_routes, operation
 from ..store.core import Changes, EventsLost, Existence, Status, Subscription, WriteResult
 from ..store.core import Session as StoredSession
+from ..store.customers import RESERVED_APIS
 from ..web import ApiError, Context, guarded, int_param, iso8601, within_depth
 from .native_directory import WHOAMI, Directory
 
@@ -72,17 +79,29 @@ class SessionMetadata(msgspec.Struct, rename="camel"):
     ]
 
 
+CustomerMember = Annotated[
+    str | None | UnsetType,
+    msgspec.Meta(
+        description="tie the session to this customer (null: untie it; left out: the tie stays as it is). "
+        "Not in __emporix__ and __genesys__, whose faces own their sessions' ties (400)."
+    ),
+]
+
+
 class Session(msgspec.Struct, rename="camel"):
     session_id: str
+    customer_id: Annotated[str | None, msgspec.Meta(description="the customer the session is tied to; null: none")]
     properties: Annotated[dict[str, msgspec.Raw], msgspec.Meta(description="name -> any JSON value")]
     metadata: SessionMetadata
 
 
 class SessionReplace(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    """PUT: the new properties. ``sessionId`` and ``metadata`` may be sent
-    back as they were read; they are ignored."""
+    """PUT: the new properties, and the customer tie when ``customerId`` is
+    given (left out, the tie stays). ``sessionId`` and ``metadata`` may be
+    sent back as they were read; they are ignored."""
 
     properties: dict[str, Any]
+    customer_id: CustomerMember = UNSET
     session_id: str | UnsetType = UNSET
     metadata: dict[str, Any] | UnsetType = UNSET
 
@@ -93,6 +112,7 @@ class SessionPatch(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     anything else replaces it; ``"properties": null`` deletes them all."""
 
     properties: dict[str, Any] | None | UnsetType = UNSET
+    customer_id: CustomerMember = UNSET
     session_id: str | UnsetType = UNSET
     metadata: dict[str, Any] | UnsetType = UNSET
 
@@ -359,16 +379,21 @@ class NativeFace:
         return self._check(result, conditions)
 
     def _resource(self, found: StoredSession) -> Session:
-        return Session(
-            found.session_id,
-            {name: msgspec.Raw(value) for name, value in found.properties.items()},
-            SessionMetadata(
-                found.version,
-                iso8601(found.created_ms),
-                iso8601(found.modified_ms),
-                iso8601(found.expires_ms) if found.expires_ms else None,
-            ),
-        )
+        return resource(found)
+
+    def _tie(self, changes: Changes, namespace: str, customer: str | None | UnsetType) -> Changes:
+        """The ``customerId`` member of a PUT or PATCH, on the changes."""
+        if customer is UNSET:
+            return changes
+        if namespace in RESERVED_APIS:
+            raise ApiError(
+                400,
+                f"the customer of a session in {namespace} is set through the {RESERVED_APIS[namespace]} API "
+                "(its customerId): leave customerId out here",
+            )
+        if customer is None:
+            return changes.untie()
+        return changes.tie(self.ctx.identifier(customer, "customerId"))
 
     def _session_response(self, found: StoredSession, status: int = 200) -> Response:
         return Response(
@@ -428,7 +453,8 @@ class NativeFace:
     @operation(
         "Create or replace a session",
         description="The session's properties become the body's. 201 when it was created, 200 when replaced. "
-        "`?ttl=` sets the idle TTL.",
+        "`?ttl=` sets the idle TTL. `customerId` ties the session to a customer (null unties it); left out, the "
+        "session's tie stays as it is, so a client that knows nothing of ties never drops one.",
         scope="write",
         body=SessionReplace,
         query=[TTL],
@@ -440,7 +466,7 @@ class NativeFace:
         tenant, namespace, session_id = self._where(request, "write")
         ttl = self._ttl(request)
         body = await self._decode(request, SessionReplace)
-        changes = Changes().clear()
+        changes = self._tie(Changes().clear(), namespace, body.customer_id)
         for name, value in body.properties.items():
             changes.set(self.ctx.identifier(name, "property name"), self._json(value))
 
@@ -451,6 +477,7 @@ class NativeFace:
         description="RFC 7396 on the session: in `properties`, a member set to null is deleted, an object is merged "
         'into the property (its null members deleted), anything else replaces the property; `"properties": null` '
         "deletes every property. Atomic. A missing session is created (201). `?ttl=` sets the idle TTL. "
+        "`customerId` ties the session to a customer, null unties it, left out the tie stays. "
         "The body must be sent as `application/merge-patch+json` (else 415).",
         scope="write",
         body=Content(SessionPatch, MERGE_PATCH_JSON),
@@ -466,7 +493,7 @@ class NativeFace:
             return problem(415, f"send the patch as {MERGE_PATCH_JSON}", {"Accept-Patch": MERGE_PATCH_JSON})
         ttl = self._ttl(request)
         body = await self._decode(request, SessionPatch)
-        changes = Changes()
+        changes = self._tie(Changes(), namespace, body.customer_id)
         if body.properties is None:
             changes.clear()
         elif body.properties is not UNSET:
@@ -712,6 +739,21 @@ class NativeFace:
         mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
         wrap = lambda handler: guarded(handler, render_problem)
         return [mount, *build_routes([(WHOAMI, "GET", directory.whoami)], FACE, wrap, route_class=ProblemRoute)]
+
+
+def resource(found: StoredSession) -> Session:
+    """A stored session as this API shows it."""
+    return Session(
+        found.session_id,
+        found.customer_id,
+        {name: msgspec.Raw(value) for name, value in found.properties.items()},
+        SessionMetadata(
+            found.version,
+            iso8601(found.created_ms),
+            iso8601(found.modified_ms),
+            iso8601(found.expires_ms) if found.expires_ms else None,
+        ),
+    )
 
 
 class EventStream(StreamingResponse):

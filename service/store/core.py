@@ -97,6 +97,8 @@ class Session:
     ttl_s: int  # TTL stamped on properties written in this session; 0 = none
     idle_ms: int  # the session expires this long after its last write; 0 = never
     expires_ms: int  # when it expires (with idle_ms); 0 = never
+    customer_id: str | None = None  # the customer it is tied to (see customers.py)
+    origin: str = ""  # the face that created it: ORIGIN_LIVEPERSON, or "" (another, or not recorded)
 
 
 class Existence(enum.Enum):
@@ -113,6 +115,7 @@ class Status(enum.Enum):
     TOO_LARGE = "toolarge"  # the session would exceed Limits.max_chars
     TOO_MANY = "toomany"  # the session would exceed Limits.max_properties
     NOT_A_NUMBER = "nan"  # increment of a value that is not a number
+    UNTIED = "untied"  # delete_session(tied_to=...): the session is tied to no customer or another one
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +134,34 @@ class TtlSession:
     ttl_s: int
 
 
-class Changes:
-    """A list of property changes for one atomic write (see lua/session_mutate.lua)."""
+# The metadata's "o" of a session created through LivePerson v1 or v2 (lua/lib.lua).
+ORIGIN_LIVEPERSON = "l"
 
-    __slots__ = ("args",)
+
+class Changes:
+    """A list of property changes for one atomic write (see lua/session_mutate.lua),
+    and what it does to the session's customer tie (``customer``: "" keep it,
+    "-" untie, "=" + id tie)."""
+
+    __slots__ = ("args", "customer")
 
     def __init__(self) -> None:
         self.args: list[str | bytes] = []
+        self.customer = ""
+
+    def tie(self, customer: str) -> Changes:
+        """Tie the session to ``customer`` (service/store/customers.py)."""
+        self.customer = "=" + customer
+        return self
+
+    def untie(self) -> Changes:
+        self.customer = "-"
+        return self
+
+    @property
+    def tied_to(self) -> str | None:
+        """The customer this write ties the session to, if it does."""
+        return self.customer[1:] if self.customer[:1] == "=" else None
 
     def set(self, name: str, json: bytes) -> Changes:
         self.args += ("set", keys.property_field(name), json)
@@ -196,9 +220,20 @@ def _session_from_hash(session_id: str, raw: dict[bytes, bytes], now: int) -> Se
     return _session(session_id, properties, meta)
 
 
+# The numbers of a session's metadata field, in order: lua/lib.lua's META_NAMES
+# (a test holds the two together). After them, optionally: the origin tag,
+# then the customer id, which may itself hold commas (so: maxsplit).
+META_NAMES = ("v", "c", "m", "p", "z", "e", "x", "t", "i", "a")
+
+
 def _session(session_id: str, properties: dict[str, bytes], meta: bytes) -> Session:
-    v, c, m, _p, _z, _e, _x, t, i, a = meta.split(b",")
-    return Session(session_id, properties, int(v), int(c), int(m), int(t or 0), int(i or 0), int(a or 0))
+    parts = meta.split(b",", len(META_NAMES) + 1)
+    v, c, m, _p, _z, _e, _x, t, i, a = parts[: len(META_NAMES)]
+    origin = parts[10].decode() if len(parts) > 10 else ""
+    customer = parts[11].decode() if len(parts) > 11 and parts[11] else None
+    return Session(
+        session_id, properties, int(v), int(c), int(m), int(t or 0), int(i or 0), int(a or 0), customer, origin
+    )
 
 
 def encode_cursor(bucket: int, last: str) -> str:
@@ -652,6 +687,7 @@ class SessionStore:
         drop_empty: bool = False,
         create_namespace: bool = True,
         read_back: bool = False,
+        origin: str = "",
     ) -> WriteResult:
         """Apply ``changes`` to one session atomically.
 
@@ -663,12 +699,19 @@ class SessionStore:
         ``drop_empty``: a session left with no property (and no TTL) is deleted.
         ``read_back``: the result carries the session as this write left it
         (read in the same script, so no other write comes in between).
+        ``origin``: ORIGIN_LIVEPERSON when the face writing is LivePerson's
+        (recorded if the write creates the session).
+        A write that ties the session to a customer (``changes.tie``) puts
+        the session in that customer's index first (customers.py).
         """
         ns = await self._namespace_for_write(tenant, namespace, create_namespace)
         if ns is None:
             return WriteResult(Status.MISSING, 0)
+        customer = changes.tied_to
+        stale = [] if customer is None else await self.touch_customer(tenant, customer, namespace, session_id)
         sk = keys.session(tenant, namespace, ns.generation, session_id)
         flags = ("d" if drop_empty else "") + ("p" if self.sharded_events else "") + ("r" if read_back else "")
+        flags += "l" if origin == ORIGIN_LIVEPERSON else ""
         if property_ttl_ms is not None:
             stamp, flags = property_ttl_ms, flags + "x"
         else:
@@ -688,10 +731,13 @@ class SessionStore:
                 self.limits.max_properties,
                 flags,
                 self.limits.retention_ms,
+                changes.customer,
                 *changes.args,
             ],
             wrote=_status_ok,
         )
+        if stale and customer is not None:
+            await self._verify_customer(tenant, customer, stale)
         status, new_version, created, extra = reply[:4]
         session = None
         if len(reply) > 4:  # read_back: HGETALL from Lua, a flat list: field, value, field, value...
@@ -699,7 +745,11 @@ class SessionStore:
             session = _session_from_hash(session_id, dict(zip(flat[::2], flat[1::2], strict=True)), now)
         return WriteResult(Status(status.decode()), int(new_version), bool(created), extra or None, session)
 
-    async def delete_session(self, tenant: str, namespace: str, session_id: str, *, version: int | None = None) -> WriteResult:
+    async def delete_session(
+        self, tenant: str, namespace: str, session_id: str, *, version: int | None = None, tied_to: str | None = None
+    ) -> WriteResult:
+        """Delete a session (publishing the deletion event); ``tied_to``: only
+        if it is tied to that customer (else Status.UNTIED, nothing deleted)."""
         ns = await self.namespace(tenant, namespace)
         if ns is None:
             return WriteResult(Status.MISSING, 0)
@@ -707,16 +757,24 @@ class SessionStore:
         status, new_version = await self._write(
             self.scripts.session_delete,
             sk,
-            [now_ms(), session_id, "" if version is None else version, "p" if self.sharded_events else ""],
+            [now_ms(), session_id, "" if version is None else version, "p" if self.sharded_events else "", tied_to or ""],
             wrote=_status_ok,
         )
         return WriteResult(Status(status.decode()), int(new_version))
 
     async def session_settings(
-        self, tenant: str, namespace: str, session_id: str, *, ttl_s: int | None = None, create: bool = False
+        self,
+        tenant: str,
+        namespace: str,
+        session_id: str,
+        *,
+        ttl_s: int | None = None,
+        create: bool = False,
+        origin: str = "",
     ) -> WriteResult:
         """Set the session's TTL (stamped on properties written later) and move
-        its idle expiry to now + idle TTL (a touch), without a new version."""
+        its idle expiry to now + idle TTL (a touch), without a new version.
+        ``origin`` as in write()."""
         ns = await self._namespace_for_write(tenant, namespace, create)
         if ns is None:
             return WriteResult(Status.MISSING, 0)
@@ -724,10 +782,39 @@ class SessionStore:
         status, version, created = await self._write(
             self.scripts.session_settings,
             sk[:4],
-            [now_ms(), session_id, "" if ttl_s is None else ttl_s, "1" if create else "0", self.limits.retention_ms],
+            [
+                now_ms(),
+                session_id,
+                "" if ttl_s is None else ttl_s,
+                "1" if create else "0",
+                self.limits.retention_ms,
+                "l" if origin == ORIGIN_LIVEPERSON else "",
+            ],
             wrote=_status_ok,
         )
         return WriteResult(Status(status.decode()), int(version), bool(created))
+
+    async def touch_customer(self, tenant: str, customer: str, namespace: str, session_id: str) -> list[Any]:
+        """Put a session in its customer's index (lua/customer_touch.lua),
+        before the write that ties it. Returns some of the index's oldest
+        entries to verify when it has grown past a few (customers.py)."""
+        from . import customers  # it builds on this module
+
+        reply = await self._write(
+            self.scripts.customer_touch,
+            [keys.customer_index(tenant, customer)],
+            [customers.VERIFY_ABOVE, customers.VERIFY_FEW, customers.GUARD_MS, keys.customer_member(namespace, session_id)],
+        )
+        return list(reply)
+
+    async def _verify_customer(self, tenant: str, customer: str, stale: list[Any]) -> None:
+        """Housekeeping after a write: a failure is logged, the write stands."""
+        from . import customers
+
+        try:
+            await customers.verify(self, tenant, customer, customers.scored_entries(stale))
+        except UNAVAILABLE as exc:
+            log.warning("customer index verification skipped: %s", type(exc).__name__)
 
     # -- change events -----------------------------------------------------
 

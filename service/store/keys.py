@@ -11,6 +11,8 @@ sessions still spread over many slots:
     ss:{T/N/G/B}:exp                  zset    ids of bucket B's sessions that expire, scored by expiry (ms)
     ss:{T/N/G/B}:ttl                  hash    id -> session TTL (s), for bucket B's sessions that have one
     ss:{T/N/G/B}:ev:<session id>      channel change events of one session
+    ss:{T/c/<customer>}:customer      zset    the sessions tied to one customer of tenant T (see customers.py):
+                                              member namespace + NUL + session id, score the last touch (ms)
     ss:{sweep}:graves                 set     "T/N/G" of deleted namespace generations still to reclaim
 
 G is the namespace's generation: deleting a namespace moves it on, which
@@ -20,11 +22,14 @@ sessions and their indexes share one tag, so a write and its index update are
 one script on one slot, and a namespace spreads over BUCKETS slots.
 Tenant and namespace names are validated to [A-Za-z0-9_.-] before they get
 here, so they cannot contain braces or slashes; a session id may hold
-anything, since it stands after the tag.
+anything, since it stands after the tag. A customer id stands inside its
+index's tag (one slot per tenant and customer), so its '%', '{' and '}' are
+written %25, %7B and %7D there: nothing in it can end the tag early.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from typing import NamedTuple
 
@@ -74,6 +79,49 @@ def session(tenant: str, name: str, generation: int, session_id: str) -> Session
 
 def session_in_bucket(tenant: str, name: str, generation: int, number: int, session_id: str) -> str:
     return f"ss:{{{tenant}/{name}/{generation}/{number}}}:s:{session_id}"
+
+
+def customer_index(tenant: str, customer: str) -> str:
+    escaped = customer.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return f"ss:{{{tenant}/c/{escaped}}}:customer"
+
+
+CUSTOMER_INDEX_PATTERN = "ss:{*/c/*}:customer"  # SCAN MATCH for every customer index
+
+
+CUSTOMER_INDEX_RE = re.compile(r"ss:\{([A-Za-z0-9_.-]+)/c/([^{}]+)\}:customer", re.DOTALL)
+UNESCAPE_RE = re.compile(r"%(25|7B|7D)")
+UNESCAPED = {"25": "%", "7B": "{", "7D": "}"}
+
+
+def parse_customer_index(key: str) -> tuple[str, str] | None:
+    """The (tenant, customer) of a customer index key; None for any other key."""
+    found = CUSTOMER_INDEX_RE.fullmatch(key)
+    if found is None:
+        return None
+    return found.group(1), UNESCAPE_RE.sub(lambda m: UNESCAPED[m.group(1)], found.group(2))
+
+
+def customer_member(namespace: str, session_id: str) -> str:
+    """A session's member in a customer index (ids hold no control character)."""
+    return namespace + "\x00" + session_id
+
+
+def parse_customer_member(member: str) -> tuple[str, str]:
+    namespace, _, session_id = member.partition("\x00")
+    return namespace, session_id
+
+
+TENANT_NAMESPACES_PATTERN = "ss:{*}:namespaces"  # SCAN MATCH for every tenant's namespace set
+
+
+TENANT_NAMESPACES_RE = re.compile(r"ss:\{([A-Za-z0-9_.-]+)\}:namespaces")
+
+
+def parse_tenant_namespaces(key: str) -> str | None:
+    """The tenant of a tenant's namespace-set key; None for any other key."""
+    found = TENANT_NAMESPACES_RE.fullmatch(key)
+    return None if found is None else found.group(1)
 
 
 def grave(tenant: str, name: str, generation: int) -> str:

@@ -20,6 +20,12 @@ The file (format version 1), one JSON object a line::
   export has 59 s left after the import, however much later that is.
 - ``sessionTtlSecond`` is the TTL stamped on properties written later
   (LivePerson's session TTL), ``idleTtlMs`` the idle expiry (Genesys, Emporix).
+- ``customerId``: the customer the session is tied to (customers.py), and
+  ``createdBy``: ``"liveperson"`` for a session made through a LivePerson
+  face; both left out when there is none. The import puts a tied session in
+  its customer's index before writing it; a session of ``__emporix__`` or
+  ``__genesys__`` without ``customerId`` (a file from before the ties) is tied
+  to its ``customerId`` property, as those faces tie it.
 
 Export reads through the storage core's listing (namespaces, then the
 sessions of each, a page of ids at a time) and reads each page's session
@@ -46,8 +52,8 @@ from typing import IO, Any
 
 import msgspec
 
-from . import keys
-from .core import Namespace, Session, SessionStore, _session, now_ms
+from . import customers, keys
+from .core import ORIGIN_LIVEPERSON, Namespace, Session, SessionStore, _session, now_ms
 
 FORMAT = "sessionstore-export"
 VERSION = 1
@@ -84,7 +90,12 @@ class SessionRecord(msgspec.Struct, tag_field="type", tag="session", omit_defaul
     session_ttl_second: int = 0
     idle_ttl_ms: int = 0
     expires_in_ms: int = 0
+    customer_id: str = ""
+    created_by: str = ""  # "liveperson", or "" (another face)
 
+
+CREATED_BY = {ORIGIN_LIVEPERSON: "liveperson"}  # the metadata's origin tag -> createdBy
+ORIGIN_OF = {name: tag for tag, name in CREATED_BY.items()}
 
 _encoder = msgspec.json.Encoder()
 _header_decoder = msgspec.json.Decoder(Header)
@@ -150,6 +161,8 @@ def session_record(
         session.ttl_s,
         session.idle_ms,
         expires_in,
+        session.customer_id or "",
+        CREATED_BY.get(session.origin, ""),
     )
 
 
@@ -302,6 +315,9 @@ async def import_sessions(
 
     async def write(number: int, record: SessionRecord, now: int) -> None:
         generation = generations[(record.tenant, record.namespace)]
+        customer = record.customer_id or customers.tie_of_record(record.namespace, record.properties)
+        if customer:  # in the index before the session is tied, as every tying write does
+            await store.touch_customer(record.tenant, customer, record.namespace, record.session_id)
         args: list[Any] = [
             now,
             record.session_id,
@@ -315,6 +331,8 @@ async def import_sessions(
             limits.max_chars,
             limits.max_properties,
             limits.retention_ms,
+            customer or "",
+            ORIGIN_OF.get(record.created_by, ""),
         ]
         for name, value in record.properties.items():
             args += (keys.property_field(name), max(record.property_ttl_ms.get(name, 0), 0), property_json(value))
