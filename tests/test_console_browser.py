@@ -247,10 +247,14 @@ def test_browse_to_a_session_written_through_liveperson(
 ) -> None:
     lp = f"/v1/account/{TENANT}"
     assert api.post(lp, json={"name": "bot"}, params={"ttlSecond": 1800}).status_code == 204
-    body = {"intent": "refund", "turns": 3, "handover": False, "customerId": "cust-42",
+    body = {"intent": "refund", "turns": 3, "handover": False,
             "cart": {"items": 2, "lines": [{"sku": "A-1", "qty": 1}, {"sku": "B-7", "qty": 1}], "coupon": None}}  # fmt: skip
     assert api.patch(f"{lp}/bot/conv-42/properties", json=body).status_code == 204
     assert api.patch(f"{lp}/bot/conv-7/properties", json={"turns": 1}).status_code == 204
+    # tied to a customer through the native API (LivePerson sessions have no customer field)
+    merge = {"Content-Type": "application/merge-patch+json"}
+    r = api.patch(f"{NATIVE}/bot/sessions/conv-42", content=b'{"customerId": "cust-42"}', headers=merge)
+    assert r.status_code == 200 and r.json()["customerId"] == "cust-42"
     sign_in(page, service)
     row = page.locator("tr", has=page.locator("a.ns-link", has_text="bot"))
     expect(row).to_contain_text("30 min")  # the namespace's TTL
@@ -260,7 +264,7 @@ def test_browse_to_a_session_written_through_liveperson(
     page.click("text=Filter")
     expect(page.locator("a.session-link")).to_have_count(1)
     page.click("a.session-link >> text=conv-42")
-    expect(page.locator("#meta-version")).to_have_text("1")
+    expect(page.locator("#meta-version")).to_have_text("2")
     expect(page.locator("#meta-customer")).to_have_text("cust-42")
     cart = page.locator("li.prop[data-name=cart] .tree")
     expect(cart).to_contain_text('"lines"')
@@ -273,7 +277,7 @@ def test_browse_to_a_session_written_through_liveperson(
     expect(lines).to_be_visible()
     expect(page.locator("#live-status")).to_have_text("live")
     assert api.patch(f"{lp}/bot/conv-42/properties", json={"turns": 4, "intent": "exchange"}).status_code == 204
-    expect(page.locator("#meta-version")).to_have_text("2")
+    expect(page.locator("#meta-version")).to_have_text("3")
     expect(page.locator("li.prop.flash-changed")).to_have_count(2)
     screenshots(page, "console-session")
 

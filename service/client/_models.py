@@ -23,6 +23,7 @@ class Session(msgspec.Struct, rename="camel"):
     object on every call: change it freely."""
 
     session_id: str
+    customer_id: str | None  # the customer the session is tied to (see the service's Customer data page)
     properties: dict[str, Any]
     metadata: SessionMetadata
 

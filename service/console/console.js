@@ -454,7 +454,9 @@
         return;
       }
       const m = s.metadata;
-      const customer = typeof s.properties.customerId === "string" ? s.properties.customerId : null;
+      // the customer the session is tied to (the native customerId member); else Emporix' or Genesys' own field
+      const customer = typeof s.customerId === "string" ? s.customerId
+        : typeof s.properties.customerId === "string" ? s.properties.customerId : null;
       this.meta.replaceChildren(
         h("dt", {}, "Version"), h("dd", { id: "meta-version" }, String(m.version)),
         h("dt", {}, "Created"), h("dd", {}, when(m.createdAt)),
