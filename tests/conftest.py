@@ -418,6 +418,17 @@ async def redis_factory(backend: str, request: pytest.FixtureRequest) -> AsyncIt
         await client.aclose()
 
 
+async def fresh_redis(url: str | None) -> Any:
+    """A client of an emptied store, for a test that makes its own per example
+    (hypothesis): a new embedded store with no URL, else the Redis (or
+    cluster) at ``url``, flushed."""
+    if url is None:
+        return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), max_connections=EMBEDDED_CONNECTIONS)
+    client = clients.connect(url, timeout_s=5)
+    await client.flushall()
+    return client
+
+
 @pytest.fixture
 async def redis(redis_factory: Callable[[], Any]) -> Any:
     return redis_factory()

@@ -62,12 +62,8 @@ def preflight(origin: str, method: str, headers: tuple[str, ...] = REQUEST_HEADE
             "Access-Control-Request-Headers": ",".join(h.lower() for h in headers)}  # fmt: skip
 
 
-@contextlib.asynccontextmanager
-async def app_client(redis: Any, origins: tuple[str, ...] = (SHOP, DESK)) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(Settings(cors_origins=origins), redis=redis, auth=AuthConfig.from_document(document()))
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://x") as c:
-        yield c
+def app_client(redis: Any, origins: tuple[str, ...] = (SHOP, DESK)) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+    return serve_app(redis, Settings(cors_origins=origins), auth=document())
 
 
 @pytest.fixture

@@ -10,16 +10,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-import fakeredis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.faces import emporix, genesys
-from service.store import clients, customers, keys
-from service.store.clients import EMBEDDED_CONNECTIONS
+from service.store import customers, keys
 from service.store.core import META_NAMES, ORIGIN_LIVEPERSON, Changes, SessionStore, Status
 from service.store.scripts import lua_dir
+
+from .conftest import fresh_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -292,11 +292,7 @@ def test_random_writes_list_and_erase_exactly_the_customers_sessions(backend: st
     @given(ops=operations)
     def check(ops: list[tuple[str, str, str, str, str]]) -> None:
         async def run() -> None:
-            if url is None:
-                redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), max_connections=EMBEDDED_CONNECTIONS)
-            else:
-                redis = clients.connect(url, timeout_s=5)
-                await redis.flushall()
+            redis = await fresh_redis(url)
             try:
                 await replay(SessionStore(redis), ops)
             finally:

@@ -14,7 +14,6 @@ import time
 import uuid
 from typing import Any
 
-import fakeredis
 import httpx
 import jwt
 import pytest
@@ -24,8 +23,8 @@ from hypothesis import strategies as st
 from service.app import build_app
 from service.auth import AuthConfig
 from service.config import Settings
-from service.store import clients
-from service.store.clients import EMBEDDED_CONNECTIONS
+
+from .conftest import fresh_redis
 
 TOKEN_SECRET = "i" * 64
 tenants = st.from_regex(r"[a-z][a-z0-9]{2,12}", fullmatch=True)
@@ -146,11 +145,7 @@ def test_no_response_carries_another_tenants_data(store: str, request: pytest.Fi
             return
 
         async def run() -> None:
-            if url is None:
-                redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), max_connections=EMBEDDED_CONNECTIONS)
-            else:
-                redis = clients.connect(url, timeout_s=5)
-                await redis.flushall()
+            redis = await fresh_redis(url)
             try:
                 await scenario(redis, a, b, ns, sid, prop)
             finally:
