@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import cors
 from .auth import AuthConfig
 from .config import Settings
-from .faces import console, customers, docs, emporix, genesys, health, liveperson, liveperson_v2, metrics, native
+from .faces import console, docs, emporix, genesys, health, liveperson, liveperson_v2, metrics, native
 from .observability import Metrics, Observe, watch_termination
 from .store import clients
 from .store.core import UNAVAILABLE, SessionStore
@@ -29,9 +29,9 @@ log = logging.getLogger("sessionstore")
 
 # The API faces; each module has routes(ctx) -> list of routes. Their paths do
 # not overlap, so the order is the router's: the busiest first (the native
-# face is one Mount, passed over with one check). The customer calls are part
-# of the native API's paths: their Mount (which takes only those) comes before it.
-FACES = (customers, native, liveperson, liveperson_v2, emporix, genesys, health, metrics, docs, console)
+# face is one Mount, passed over with one check; the customer calls, under its
+# paths, are inside that Mount: see native.routes).
+FACES = (native, liveperson, liveperson_v2, emporix, genesys, health, metrics, docs, console)
 
 
 class PathAliases:

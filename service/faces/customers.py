@@ -13,7 +13,6 @@ service/store/customers.py. Each export and erasure writes an audit line
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -21,7 +20,7 @@ from typing import Annotated, Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import BaseRoute, Mount, Router
+from starlette.routing import Route
 
 from .. import audit
 from ..openapi import Face, build_routes, operation
@@ -30,7 +29,7 @@ from ..store.core import UNAVAILABLE, SessionStore
 from ..store.customers import Api
 from ..web import Context, guarded, iso8601
 from .native import FACE as NATIVE
-from .native import PREFIX, ProblemRoute, SessionMetadata, not_found, render_problem, resource
+from .native import ProblemRoute, SessionMetadata, render_problem, resource
 
 API_DESCRIPTION = (
     "the API the session belongs to: emporix and genesys for their namespaces (__emporix__, __genesys__); in the "
@@ -216,20 +215,17 @@ class CustomersFace:
                      erased=erased, complete=True)  # fmt: skip
         return Response(ENCODER.encode(Erased(erased)), media_type="application/json")
 
-    def routes(self) -> list[BaseRoute]:
+    def routes(self) -> list[Route]:
         customer = "/{tenant}/customers/{customerId}"
         table: list[tuple[str, str, Any]] = [
             (customer + "/sessions", "GET", self.list_sessions),
             (customer + "/export", "GET", self.export),
             (customer, "DELETE", self.erase),
         ]
-        inner = build_routes(table, FACE, lambda handler: guarded(handler, render_problem), route_class=ProblemRoute)
-        mount = Mount(PREFIX, app=Router(inner, redirect_slashes=False, default=not_found))
-        # Only the customer paths: the rest of PREFIX is the native face's (a Mount
-        # matches every path under its own). DOTALL as there: a %0A reaches the name checks.
-        mount.path_regex = re.compile("^" + re.escape(PREFIX) + r"/(?P<path>[^/]+/customers(?:/.*)?)$", re.DOTALL)
-        return [mount]
+        return build_routes(table, FACE, lambda handler: guarded(handler, render_problem), route_class=ProblemRoute)
 
 
-def routes(ctx: Context) -> list[BaseRoute]:
+def routes(ctx: Context) -> list[Route]:
+    """The customer calls, relative to the native face's PREFIX: native.routes
+    mounts them inside its own Mount (one Mount check per request)."""
     return CustomersFace(ctx).routes()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
@@ -709,7 +709,10 @@ class NativeFace:
 
     # -- routes -----------------------------------------------------------------
 
-    def routes(self) -> list[BaseRoute]:
+    def routes(self, more: Sequence[BaseRoute] = ()) -> list[BaseRoute]:
+        """The face's one Mount, with ``more`` (other calls under its paths,
+        e.g. the customer calls) inside it after its own routes: so a request
+        passes one Mount check, whichever face it is for."""
         sessions = "/{tenant}/namespaces/{namespace}/sessions"
         session = sessions + "/{sessionId}"
         prop = session + "/properties/{name}"
@@ -732,7 +735,7 @@ class NativeFace:
         inner = build_routes(
             table, FACE, lambda handler: guarded(handler, render_problem), route_class=ProblemRoute
         )
-        mount = Mount(PREFIX, app=Router(inner, redirect_slashes=False, default=not_found))
+        mount = Mount(PREFIX, app=Router([*inner, *more], redirect_slashes=False, default=not_found))
         # Starlette's Mount matches the rest of the path with ".*", which stops at a
         # newline: a %0A in a name would fall out of the face (a 404 not in its format)
         # instead of reaching the name checks (400 problem).
@@ -799,4 +802,8 @@ class EventStream(StreamingResponse):
 
 
 def routes(ctx: Context) -> list[BaseRoute]:
-    return NativeFace(ctx).routes()
+    # the customer calls (customers.py) are the native API's too, under its paths;
+    # that module builds on this one, so it is imported here, not at the top
+    from . import customers
+
+    return NativeFace(ctx).routes(customers.routes(ctx))
