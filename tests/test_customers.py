@@ -213,7 +213,10 @@ async def test_erasure_under_16_concurrent_writers(store: SessionStore, redis_fa
             await asyncio.sleep(0)
 
     writers = [asyncio.create_task(writer(n)) for n in range(16)]
-    await asyncio.sleep(0.2)
+    # until the writers are well under way (a cluster's new clients first read its slot map)
+    async with asyncio.timeout(30):
+        while len(before) <= 64:
+            await asyncio.sleep(0.05)
     started = True
     erased = await customers.erase(store, T, C)
     stop = True
