@@ -158,7 +158,7 @@ class Metrics:
         if reloads > self._reloads_seen:
             self.script_reloads.inc(reloads - self._reloads_seen)
         self._reloads_seen = reloads
-        made = getattr(store.redis, "multiplexed_connections", 0)  # the embedded store has no connections
+        made = store.seam.connections_made  # the embedded store makes none
         reconnects = max(int(made) - 1, 0)
         if reconnects > self._reconnects_seen:
             self.reconnects.inc(reconnects - self._reconnects_seen)

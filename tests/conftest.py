@@ -360,6 +360,7 @@ CLUSTER_MODULES = {
     "test_console_api",
     "test_customers",
     "test_customers_api",
+    "test_writes",
 }
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +15,6 @@ from hypothesis import strategies as st
 from service.faces import emporix, genesys
 from service.store import customers, keys
 from service.store.core import META_NAMES, ORIGIN_LIVEPERSON, Changes, SessionStore, Status
-from service.store.scripts import lua_dir
 
 from .conftest import fresh_redis
 
@@ -25,13 +22,6 @@ pytestmark = pytest.mark.anyio
 
 T, OTHER_T, NS = "t1", "t2", "ns"
 ODD = "c,1/{x}%7D é"  # commas, braces, a slash, an escape look-alike, non-ASCII
-
-
-def test_meta_names_are_lib_luas() -> None:
-    source = (Path(lua_dir()) / "lib.lua").read_text()
-    found = re.search(r"local META_NAMES = \{([^}]*)\}", source)
-    assert found is not None
-    assert tuple(re.findall(r"'(\w+)'", found.group(1))) == META_NAMES
 
 
 def test_reserved_namespaces_are_the_faces() -> None:

@@ -9,7 +9,8 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from service.store import keys
-from service.store.core import Changes, Existence, Limits, SessionStore, Status, decode_cursor
+from service.store.core import Changes, Existence, Limits, SessionStore, Status
+from service.store.listings import decode_cursor
 
 pytestmark = pytest.mark.anyio
 

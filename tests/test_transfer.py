@@ -73,8 +73,22 @@ async def fill(store: SessionStore) -> None:
     await asyncio.sleep(0.01)  # "gone" has expired
 
 
+class About:
+    """A time left (ms), equal to another within 6 s: an export, a flush and
+    an import take a few seconds on the embedded store of a busy machine."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, About) and abs(self.ms - other.ms) <= 6000
+
+    def __repr__(self) -> str:
+        return f"About({self.ms})"
+
+
 async def snapshot(store: SessionStore, tenant: str = TENANT) -> dict[str, Any]:
-    """Everything observable about a tenant's data (expiry times to 5 s)."""
+    """Everything observable about a tenant's data (times left to within 6 s)."""
     out: dict[str, Any] = {}
     now = int(time.time() * 1000)
     for ns in await store.list_namespaces(tenant):
@@ -91,11 +105,9 @@ async def snapshot(store: SessionStore, tenant: str = TENANT) -> dict[str, Any]:
                 "modified": session.modified_ms,
                 "ttl_s": session.ttl_s,
                 "idle_ms": session.idle_ms,
-                "expires": round((session.expires_ms - now) / 5000) if session.expires_ms else 0,
-                "properties": {p.name: (p.json, round(p.left_ms / 5000)) for p in properties},
-                "key_ttl": round(
-                    await store.redis.pttl(keys.session(tenant, ns.name, ns.generation, sid).session) / 5000
-                ),
+                "expires": About(session.expires_ms - now) if session.expires_ms else 0,
+                "properties": {p.name: (p.json, About(p.left_ms)) for p in properties},
+                "key_ttl": About(await store.redis.pttl(keys.session(tenant, ns.name, ns.generation, sid).session)),
             }
         ttls = [(s.session_id, s.created_ms, s.ttl_s) for s in await store.ttl_sessions(tenant, ns.name)]
         out[ns.name] = {"created": ns.created_ms, "ttl": ns.ttl_s, "sessions": sessions, "session_ttls": ttls}
@@ -174,9 +186,9 @@ async def test_a_round_trip_keeps_everything(store: SessionStore) -> None:
     result = await store.write(TENANT, "plain", "lp", Changes().set("later", J(1)))
     assert result.version == before["plain"]["sessions"]["lp"]["version"] + 1
     lp = (await snapshot(store))["plain"]["sessions"]["lp"]
-    assert lp["properties"]["later"] == (b"1", 120)  # stamped with the session TTL (600 s, in 5 s units)
+    assert lp["properties"]["later"] == (b"1", About(600_000))  # stamped with the session TTL (600 s)
     assert (await store.write(TENANT, "short", "new", Changes().set("v", J(1)))).status.value == "ok"
-    assert (await snapshot(store))["short"]["sessions"]["new"]["properties"]["v"][1] == 24  # the namespace TTL, 120 s
+    assert (await snapshot(store))["short"]["sessions"]["new"]["properties"]["v"][1] == About(120_000)  # the namespace TTL, 120 s
     deleted = await store.delete_session(TENANT, "plain", WEIRD_ID)
     assert deleted.status.value == "ok"
     assert WEIRD_ID not in (await store.list_sessions(TENANT, "plain", 100))[0]

@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from . import keys
+from . import calls, keys
 from .core import ORIGIN_LIVEPERSON, Session, SessionStore, Status
 
 GUARD_MS = 60_000  # an entry touched this recently is never dropped
@@ -126,7 +126,7 @@ def scored_entries(flat: Sequence[Any]) -> list[Entry]:
 
 async def size(store: SessionStore, tenant: str, customer: str) -> int:
     """How many entries the customer's index holds (dead ones not yet dropped included)."""
-    return int(await store.redis.zcard(keys.customer_index(tenant, customer)))
+    return int(await store.seam.call("ZCARD", keys.customer_index(tenant, customer)))
 
 
 async def entry_batches(
@@ -139,7 +139,7 @@ async def entry_batches(
     pending: list[Entry] = []
     cursor = 0
     while True:
-        cursor, page = await store.redis.zscan(key, cursor, count=batch)
+        cursor, page = await store.seam.call("ZSCAN", key, cursor, "COUNT", batch)
         for member, score in page:
             text = member.decode() if isinstance(member, bytes) else str(member)
             if text in seen:
@@ -162,18 +162,19 @@ async def drop(store: SessionStore, tenant: str, customer: str, entries: Sequenc
     durable write: a removal that is lost only leaves an entry to drop later."""
     if not entries:
         return 0
-    args: list[Any] = [GUARD_MS]
+    tail: list[calls.Arg] = []
     for entry in entries:
-        args += (entry.member, entry.score)
+        tail += (entry.member, entry.score)
+    args = calls.CustomerDrop(GUARD_MS).args(*tail)
     key = keys.customer_index(tenant, customer)
-    return int(await store.scripts.run(store.redis, store.scripts.customer_drop, [key], args))
+    return int(await store.seam.run(store.scripts.customer_drop, [key], args))
 
 
 async def touch(store: SessionStore, tenant: str, customer: str, members: Sequence[str]) -> None:
     """Touch entries, verifying none (a live entry verified, a rebuild)."""
     if members:
         key = keys.customer_index(tenant, customer)
-        await store.scripts.run(store.redis, store.scripts.customer_touch, [key], [0, 0, GUARD_MS, *members])
+        await store.seam.run(store.scripts.customer_touch, [key], calls.CustomerTouch(0, 0, GUARD_MS).args(*members))
 
 
 async def _read(store: SessionStore, tenant: str, entries: Sequence[Entry], whole: bool) -> list[Session | None]:
@@ -260,7 +261,7 @@ async def repair(store: SessionStore, progress: Callable[[int], None] | None = N
     await store.load_scripts()
     stats = RepairStats()
     tenants = set()
-    async for key in store.redis.scan_iter(match=keys.TENANT_NAMESPACES_PATTERN, count=1000):
+    async for key in store.seam.scan(keys.TENANT_NAMESPACES_PATTERN, 1000):
         tenant = keys.parse_tenant_namespaces(_text(key))
         if tenant is not None:
             tenants.add(tenant)
@@ -283,7 +284,7 @@ async def repair(store: SessionStore, progress: Callable[[int], None] | None = N
                     progress(stats.sessions)
                 if cursor is None:
                     break
-    async for key in store.redis.scan_iter(match=keys.CUSTOMER_INDEX_PATTERN, count=1000):
+    async for key in store.seam.scan(keys.CUSTOMER_INDEX_PATTERN, 1000):
         parsed = keys.parse_customer_index(_text(key))
         if parsed is None:
             continue

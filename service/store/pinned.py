@@ -2,46 +2,28 @@
 
 ``WAIT numreplicas timeout`` waits for the replicas to acknowledge the last
 write *of the connection it is sent on*. So a durable write is its script
-and a WAIT, pipelined on one connection of its own: a pooled connection of
-one Redis (never the shared multiplexed one, where WAIT would stall every
-other caller's commands), or a connection of the primary that owns the key
-on a Redis Cluster (clients.ClusterClient.primary_connection).
+and a WAIT, pipelined on one connection of its own (seam.py gives it: a
+pooled connection of one Redis, never the shared multiplexed one, where WAIT
+would stall every other caller's commands; or a connection of the primary
+that owns the key on a Redis Cluster, clients.ClusterClient.primary_connection).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 
-async def on_one_connection(redis: Any, key: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """The replies to ``commands``, sent together on one connection to the
-    Redis (or, on a cluster, the primary) that holds ``key``. An error reply
-    takes its command's place in the list as a ResponseError (MOVED and
+async def on_connection(connection: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """The replies to ``commands``, sent together on ``connection``. An error
+    reply takes its command's place in the list as a ResponseError (MOVED and
     NOSCRIPT included: the caller decides); a connection that fails raises,
     and is closed rather than reused."""
-    async with _connection(redis, key) as connection:
-        await _discard_if_stale(connection)
-        return await _exchange(connection, commands)
-
-
-@contextlib.asynccontextmanager
-async def _connection(redis: Any, key: str) -> AsyncIterator[Any]:
-    primary_connection = getattr(redis, "primary_connection", None)  # clients.ClusterClient
-    if primary_connection is not None:
-        async with primary_connection(key) as connection:
-            yield connection
-        return
-    pool = redis.connection_pool
-    connection = await pool.get_connection()
-    try:
-        yield connection
-    finally:
-        await pool.release(connection)
+    await _discard_if_stale(connection)
+    return await _exchange(connection, commands)
 
 
 async def _discard_if_stale(connection: Any) -> None:

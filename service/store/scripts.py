@@ -3,32 +3,19 @@
 A script that starts with the line ``-- include: lib`` gets lua/lib.lua put in
 front of it. The SHA-1 of every script is computed here, so the first call
 goes straight to EVALSHA; when Redis answers NOSCRIPT (its script cache is
-emptied by a restart, a failover or SCRIPT FLUSH) the script is loaded again
-and the call retried once.
+emptied by a restart, a failover or SCRIPT FLUSH) the seam (seam.py) loads
+the script again and retries the call once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
-
-from redis.exceptions import NoScriptError
-
-log = logging.getLogger("sessionstore.scripts")
 
 INCLUDE = "-- include: "
 LIBRARY = "lib"  # lua/lib.lua: helpers included by scripts, not a script itself
-
-
-class ScriptClient(Protocol):
-    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any: ...
-
-    async def script_load(self, script: str) -> Any: ...
 
 
 def lua_dir() -> Path:
@@ -77,12 +64,3 @@ class Scripts:
 
     def all(self) -> list[Script]:
         return list(self.by_name.values())
-
-    async def run(self, client: ScriptClient, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            self.reloads += 1
-            log.warning("script %s was not in the Redis script cache; loading it again", script.name)
-            await client.script_load(script.source)
-            return await client.evalsha(script.sha, len(keys), *keys, *args)

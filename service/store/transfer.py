@@ -38,7 +38,7 @@ so both work on a Redis Cluster as well.
 
 The stored value layout (``@`` + 13-digit expiry ms + JSON, see lua/lib.lua)
 is read by :func:`parse_session` here because the core's reading
-(``core._session_from_hash``) drops the expiry times an export needs; a test
+(``record.session_from_hash``) drops the expiry times an export needs; a test
 checks that the two agree.
 """
 
@@ -48,12 +48,13 @@ import asyncio
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO
 
 import msgspec
 
-from . import customers, keys
-from .core import ORIGIN_LIVEPERSON, Namespace, Session, SessionStore, _session, now_ms
+from . import calls, customers, keys
+from .core import ORIGIN_LIVEPERSON, Namespace, Session, SessionStore, now_ms
+from .record import session_of_meta
 
 FORMAT = "sessionstore-export"
 VERSION = 1
@@ -134,7 +135,7 @@ def parse_session(session_id: str, raw: dict[bytes, bytes], now: int) -> tuple[S
                 continue
             value = value[14:]
         found.append(StoredProperty(keys.property_name(field_.decode()), value, left))
-    return _session(session_id, {p.name: p.json for p in found}, meta), found
+    return session_of_meta(session_id, {p.name: p.json for p in found}, meta), found
 
 
 def session_record(
@@ -178,11 +179,8 @@ class ExportStats:
 async def count_sessions(store: SessionStore, namespace: Namespace) -> int:
     """About how many sessions a namespace holds (expired ones not yet
     dropped from the indexes included): for a progress bar."""
-    replies = await asyncio.gather(
-        *(
-            store.redis.zcard(keys.bucket(namespace.tenant, namespace.name, namespace.generation, b).ids)
-            for b in range(keys.BUCKETS)
-        )
+    replies = await store.seam.batch(
+        [("ZCARD", keys.bucket(namespace.tenant, namespace.name, namespace.generation, b).ids) for b in range(keys.BUCKETS)]
     )
     return sum(int(r) for r in replies)
 
@@ -217,8 +215,8 @@ async def export_sessions(
         while True:
             ids, cursor = await store.list_sessions(tenant, ns.name, page, cursor)
             if ids:
-                raws = await asyncio.gather(
-                    *(store.redis.hgetall(keys.session(tenant, ns.name, ns.generation, sid).session) for sid in ids)
+                raws = await store.seam.batch(
+                    [("HGETALL", keys.session(tenant, ns.name, ns.generation, sid).session) for sid in ids]
                 )
                 now = now_ms()
                 lines = []
@@ -282,14 +280,13 @@ async def ensure_namespace(store: SessionStore, record: NamespaceRecord) -> int:
     """SessionStore.ensure_namespace, with the namespace's exported creation
     time for one that does not exist yet (one that does keeps its own);
     returns its generation."""
-    await store.redis.sadd(keys.tenant_namespaces(record.tenant), record.namespace)
-    _c, _t, generation, _fresh = await store.scripts.run(
-        store.redis,
+    await store.seam.call("SADD", keys.tenant_namespaces(record.tenant), record.namespace)
+    reply = await store.seam.run(
         store.scripts.namespace_ensure,
         [keys.namespace(record.tenant, record.namespace)],
-        [record.created_ms or now_ms(), record.ttl_second],
+        calls.NamespaceEnsure(record.created_ms or now_ms(), record.ttl_second).args(),
     )
-    return int(generation)
+    return calls.NamespaceEnsure.reply(reply, record.tenant, record.namespace).generation
 
 
 async def import_sessions(
@@ -318,26 +315,16 @@ async def import_sessions(
         customer = record.customer_id or customers.tie_of_record(record.namespace, record.properties)
         if customer:  # in the index before the session is tied, as every tying write does
             await store.touch_customer(record.tenant, customer, record.namespace, record.session_id)
-        args: list[Any] = [
-            now,
-            record.session_id,
-            flags,
-            record.version,
-            record.created_ms,
-            record.modified_ms,
-            record.session_ttl_second,
-            record.idle_ttl_ms,
-            max(record.expires_in_ms, 0),
-            limits.max_chars,
-            limits.max_properties,
-            limits.retention_ms,
-            customer or "",
-            ORIGIN_OF.get(record.created_by, ""),
-        ]
+        tail: list[calls.Arg] = []
         for name, value in record.properties.items():
-            args += (keys.property_field(name), max(record.property_ttl_ms.get(name, 0), 0), property_json(value))
+            tail += (keys.property_field(name), max(record.property_ttl_ms.get(name, 0), 0), property_json(value))
+        args = calls.SessionImport(
+            now, record.session_id, flags, record.version, record.created_ms, record.modified_ms,
+            record.session_ttl_second, record.idle_ttl_ms, max(record.expires_in_ms, 0), limits.max_chars,
+            limits.max_properties, limits.retention_ms, customer or "", ORIGIN_OF.get(record.created_by, ""),
+        ).args(*tail)  # fmt: skip
         sk = keys.session(record.tenant, record.namespace, generation, record.session_id)
-        status, _version = await store.scripts.run(store.redis, script, sk, args)
+        status, _version = await store.seam.run(script, sk, args)
         status = status.decode() if isinstance(status, bytes) else status
         if status == "ok":
             stats.imported += 1
