@@ -100,6 +100,24 @@ async def test_execute_many_spans_the_three_primaries(mux: MultiplexedCluster, c
     assert await mux.execute_many() == []
 
 
+async def test_options_reach_the_callbacks_and_pooled_commands_go_to_the_cluster_client(
+    mux: MultiplexedCluster,
+) -> None:
+    await mux.execute_many(("DEL", "cmux:z"), ("DEL", "cmux:list"))
+    assert await mux.execute_command("ZADD", "cmux:z", 1, "a", 2.5, "b") == 2
+    assert await mux.execute_command(
+        "ZRANGE", "cmux:z", 0, -1, "WITHSCORES", withscores=True, score_cast_func=float
+    ) == [
+        (b"a", 1.0),
+        (b"b", 2.5),
+    ]
+    assert await mux.execute_command("RPUSH", "cmux:list", "v") == 1
+    assert await mux.execute_command("BLPOP", "cmux:list", 1) == (
+        b"cmux:list",
+        b"v",
+    )  # a pooled connection, not the shared one
+
+
 async def test_concurrent_commands_share_one_connection_per_primary(
     mux: MultiplexedCluster, cluster_client: ClusterClient
 ) -> None:
