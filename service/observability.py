@@ -158,8 +158,7 @@ class Metrics:
         if reloads > self._reloads_seen:
             self.script_reloads.inc(reloads - self._reloads_seen)
         self._reloads_seen = reloads
-        made = store.seam.connections_made  # the embedded store makes none
-        reconnects = max(int(made) - 1, 0)
+        reconnects = store.seam.reconnects  # the embedded store makes none
         if reconnects > self._reconnects_seen:
             self.reconnects.inc(reconnects - self._reconnects_seen)
         self._reconnects_seen = reconnects  # less: a new connection for a new event loop (tests)

@@ -11,7 +11,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool
@@ -22,6 +22,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .multiplex import MultiplexedRedis
+
+if TYPE_CHECKING:
+    from .cluster_multiplex import MultiplexedCluster
 
 log = logging.getLogger("sessionstore.store")
 
@@ -212,6 +215,9 @@ class ClusterClient(RedisCluster):
     def __init__(self, *args: Any, timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._wait_s = timeout_s
+        # its auto-pipelining (cluster_multiplex.py), made by the store's seam
+        # (seam.py) with its first store; closed with the client
+        self.multiplexer: MultiplexedCluster | None = None
         # each command or pipeline holds at most one connection of a node: so no node runs out
         self._slots = asyncio.Semaphore(kwargs.get("max_connections", 100))
 
@@ -274,6 +280,9 @@ class ClusterClient(RedisCluster):
         self._initialize = True
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        multiplexer, self.multiplexer = self.multiplexer, None
+        if multiplexer is not None:
+            await multiplexer.aclose()
         await super().aclose()
 
 
@@ -302,7 +311,7 @@ def connect_cluster(url: str, *, timeout_s: float, tls: RedisTls | None = None) 
 def connect(url: str | None, *, timeout_s: float = 1.0, tls: RedisTls | None = None) -> Any:
     """An asyncio Redis client (auto-pipelining: see multiplex.py; its pool
     serves pub/sub and pipelines); for a ``redis+cluster://`` URL, redis-py's
-    cluster client (not multiplexed). Commands fail within about ``timeout_s`` when
+    cluster client (the store auto-pipelines it per primary: cluster_multiplex.py). Commands fail within about ``timeout_s`` when
     Redis does not answer, so the API can answer 503 in time; the client
     reconnects by itself on the next command once Redis is back. ``tls``:
     the CA, client certificate and key files of a ``rediss://`` or

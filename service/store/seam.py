@@ -30,6 +30,7 @@ from redis.exceptions import MovedError, NoScriptError
 from . import pinned
 from .calls import Call
 from .clients import ClusterClient
+from .cluster_multiplex import MultiplexedCluster
 from .events import ClusterEventHubs, EventHub
 from .model import Durability, NotDurable
 from .multiplex import MultiplexedRedis
@@ -77,8 +78,8 @@ class RedisSeam(Protocol):
         """A new pub/sub hub for this Redis (the store keeps one)."""
 
     @property
-    def connections_made(self) -> int:
-        """Connections the auto-pipelining has made (reconnects included)."""
+    def reconnects(self) -> int:
+        """Connections the auto-pipelining has made again, after one was lost."""
 
     async def aclose(self) -> None: ...
 
@@ -91,7 +92,7 @@ class _Seam:
     scripts: Scripts
     sharded_events = False
     on_cluster = False
-    connections_made = 0
+    reconnects = 0
 
     async def call(self, *command: Any) -> Any:
         raise NotImplementedError
@@ -228,8 +229,8 @@ class MultiplexedSeam(EmbeddedSeam):
         return await self.redis.execute_many(*commands)
 
     @property
-    def connections_made(self) -> int:  # type: ignore[override]  # a property over the base's 0
-        return self.redis.multiplexed_connections
+    def reconnects(self) -> int:  # type: ignore[override]  # a property over the base's 0
+        return max(self.redis.multiplexed_connections - 1, 0)
 
 
 class ClusterSeam(_Seam):
@@ -244,15 +245,17 @@ class ClusterSeam(_Seam):
     def __init__(self, cluster: ClusterClient, scripts: Scripts) -> None:
         self.cluster = cluster
         self.scripts = scripts
+        if cluster.multiplexer is None:  # one for the client, however many stores use it
+            cluster.multiplexer = MultiplexedCluster(cluster)
+        self.mux = cluster.multiplexer
 
     async def call(self, *command: Any) -> Any:
-        return await self.cluster.execute_command(*command)
+        if command[0] in KEYLESS:
+            return await self.cluster.execute_command(*command)
+        return await self.mux.execute_command(*command)
 
     async def batch(self, commands: Sequence[Command]) -> list[Any]:
-        pipe = self.cluster.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute())
+        return await self.mux.execute_many(*commands)
 
     async def load_script(self, source: str) -> None:
         await self.cluster.script_load(source)  # on every primary
@@ -269,8 +272,15 @@ class ClusterSeam(_Seam):
     def event_hub(self) -> Hub:
         return ClusterEventHubs(self.cluster)
 
+    @property
+    def reconnects(self) -> int:  # type: ignore[override]  # a property over the base's 0
+        return max(self.mux.multiplexed_connections - len(self.mux.linked_nodes), 0)
+
     async def aclose(self) -> None:
-        await self.cluster.aclose()
+        await self.cluster.aclose()  # and its multiplexer
+
+
+KEYLESS = frozenset({"PING", "INFO", "TIME", "DBSIZE"})  # the commands the store sends that name no key
 
 
 def seam_for(redis: Any, scripts: Scripts) -> RedisSeam:
