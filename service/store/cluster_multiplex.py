@@ -63,7 +63,7 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .clients import ClusterClient
-from .multiplex import EMPTY_RESPONSE, POOLED, MultiplexedRedis
+from .multiplex import POOLED, MultiplexedRedis
 
 log = logging.getLogger("sessionstore.store")
 
@@ -77,30 +77,11 @@ SlotMap = dict[int, list[ClusterNode]]
 
 
 class _NodeClient(MultiplexedRedis):
-    """One primary's multiplexed client, with what the cluster needs that
-    MultiplexedRedis keeps inside execute_command: the raw reply (MOVED and
-    ASK are seen before any response callback), commands queued back to back
-    with nothing between them (ASKING and its command), and the callback
-    applied afterwards."""
+    """One primary's multiplexed client: MultiplexedRedis's pieces of a call
+    (raw replies, so that MOVED and ASK are seen before any response
+    callback; commands queued back to back), and ASKING with its command."""
 
     name = ""  # the node's, host:port
-
-    async def raw(self, args: tuple[Any, ...]) -> Any:
-        return await self._link_for_loop().call(self._pack(args))
-
-    def linked(self) -> bool:
-        link = self._link
-        return link is not None and link.writer is not None and link.loop is asyncio.get_running_loop()
-
-    async def link_up(self) -> None:
-        link = self._link_for_loop()
-        if link.writer is None:
-            await link._connect()
-
-    def queue(self, commands: Sequence[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
-        """Commands queued in this order, nothing between them (the link must be up); their replies' futures."""
-        link = self._link_for_loop()
-        return [link.send(self._pack(command)) for command in commands]
 
     async def raw_asking(self, args: tuple[Any, ...]) -> Any:
         """The raw reply of ``args`` sent right after ASKING (which holds for the next command only)."""
@@ -111,13 +92,6 @@ class _NodeClient(MultiplexedRedis):
             if isinstance(answer, BaseException):
                 raise answer
         return answers[1]
-
-    def reply(self, name: Any, response: Any, options: dict[str, Any]) -> Any:
-        """The reply as MultiplexedRedis.execute_command gives it: through redis-py's response callback."""
-        options.pop(EMPTY_RESPONSE, None)
-        options.pop("keys", None)
-        callback = self.response_callbacks.get(name)
-        return callback(response, **options) if callback is not None else response
 
 
 class MultiplexedCluster:
@@ -152,7 +126,7 @@ class MultiplexedCluster:
         except LOST:
             self._lost(client)
             raise
-        return client.reply(args[0], response, options)
+        return client.finish(args[0], response, options)
 
     async def execute_many(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Several keyed commands sent together: each node's in one write,
@@ -223,7 +197,7 @@ class MultiplexedCluster:
             if error is not None:
                 raise error
         return [
-            client.reply(command[0], response, {})
+            client.finish(command[0], response, {})
             for command, client, response in zip(commands, sent_to, responses, strict=True)
         ]
 

@@ -31,6 +31,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import hiredis
@@ -220,23 +221,14 @@ class MultiplexedRedis(Redis):
         name = args[0]
         if name in POOLED or (isinstance(name, str) and name.split(" ", 1)[0] in POOLED):
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-        response = await self._link_for_loop().call(self._pack(args))
-        if EMPTY_RESPONSE in options:
-            options.pop(EMPTY_RESPONSE)
-        options.pop("keys", None)
-        callback = self.response_callbacks.get(name)
-        if callback is not None:
-            return callback(response, **options)
-        return response
+        return self.finish(name, await self.raw(args), options)
 
     async def execute_many(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Several commands sent together, answered together: one round trip
         and one wake-up of the caller, not one each. Their replies as
         execute_command gives them; the first error is raised once all came."""
-        link = self._link_for_loop()
-        if link.writer is None:
-            await link._connect()
-        waiters = [link.send(self._pack(command)) for command in commands]
+        await self.link_up()
+        waiters = self.queue(commands)
         results: list[Any] = []
         error: BaseException | None = None
         for command, waiter in zip(commands, waiters, strict=True):
@@ -246,11 +238,41 @@ class MultiplexedRedis(Redis):
                 error = error or exc
                 results.append(None)
                 continue
-            callback = self.response_callbacks.get(command[0])
-            results.append(callback(response) if callback is not None else response)
+            results.append(self.finish(command[0], response, {}))
         if error is not None:
             raise error
         return results
+
+    # -- the pieces of a call, for a client built on this one (cluster_multiplex.py)
+
+    async def raw(self, args: tuple[Any, ...]) -> Any:
+        """One command's reply as Redis gave it (no response callback); an
+        error reply raised as redis-py's error class."""
+        return await self._link_for_loop().call(self._pack(args))
+
+    def linked(self) -> bool:
+        """Whether this event loop's connection is up."""
+        link = self._link
+        return link is not None and link.writer is not None and link.loop is asyncio.get_running_loop()
+
+    async def link_up(self) -> None:
+        """Connect this event loop's connection unless it is up."""
+        link = self._link_for_loop()
+        if link.writer is None:
+            await link._connect()
+
+    def queue(self, commands: Sequence[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
+        """Commands queued in this order with nothing between them (the
+        connection must be up: link_up); their raw replies' futures."""
+        link = self._link_for_loop()
+        return [link.send(self._pack(command)) for command in commands]
+
+    def finish(self, name: Any, response: Any, options: dict[str, Any]) -> Any:
+        """A raw reply as execute_command gives it: through redis-py's response callback."""
+        options.pop(EMPTY_RESPONSE, None)
+        options.pop("keys", None)
+        callback = self.response_callbacks.get(name)
+        return callback(response, **options) if callback is not None else response
 
     def _pack(self, args: tuple[Any, ...]) -> bytes:
         """RESP for one command. str, bytes and int (the store's arguments) are
