@@ -329,7 +329,8 @@ def serve(args: argparse.Namespace) -> int:
     from .auth import AuthConfig, AuthFileError
     from .config import Settings
     from .cors import check_origins
-    from .observability import MULTIPROC_ENV, logging_config
+    from .logs import logging_config
+    from .observability import MULTIPROC_ENV
     from .store.clients import redact, validate_tls, validate_url
 
     log_config = logging_config(args.log_format, args.log_level)

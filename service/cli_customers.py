@@ -52,7 +52,7 @@ def caller() -> str:
 
 def audit_to_stderr() -> None:
     """The audit logger, and only it, as JSON lines on stderr."""
-    from .observability import JsonFormatter
+    from .logs import JsonFormatter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())

@@ -31,15 +31,8 @@ from service import cli
 from service.app import build_app
 from service.auth import AuthConfig
 from service.config import Settings
-from service.observability import (
-    JsonFormatter,
-    Metrics,
-    Observe,
-    RequestContextFilter,
-    TextFormatter,
-    logging_config,
-    request_id,
-)
+from service.logs import JsonFormatter, RequestContextFilter, TextFormatter, logging_config
+from service.observability import Metrics, Observe, request_id
 from service.store import checks, clients
 from service.store.core import SessionStore
 from service.store.scripts import Scripts
