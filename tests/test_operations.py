@@ -30,6 +30,7 @@ from starlette.routing import Route, Router
 from service import cli
 from service.app import build_app
 from service.auth import AuthConfig
+from service.cli_common import ENV_PREFIX
 from service.config import Settings
 from service.logs import JsonFormatter, RequestContextFilter, TextFormatter, logging_config
 from service.observability import Metrics, Observe, request_id
@@ -584,7 +585,7 @@ async def test_check_reports_a_script_that_does_not_load(tmp_path: Path, redis: 
 
 
 def serve_options() -> set[str]:
-    return {cli.ENV_PREFIX + name.upper() for name in vars(cli.parser().parse_args(["serve"])) if name != "command"}
+    return {ENV_PREFIX + name.upper() for name in vars(cli.parser().parse_args(["serve"])) if name != "command"}
 
 
 @pytest.mark.parametrize("name", ["docker-compose.yml", "deploy/docker-compose.scaled.yml"])
