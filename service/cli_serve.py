@@ -44,6 +44,7 @@ class ReplaceDefaultAppend(argparse.Action):
 
 def add_parser(commands: Any) -> None:
     from .logs import LOG_FORMATS
+    from .servers import SERVERS
 
     d = Settings()  # every default below is one of its fields
     serve = commands.add_parser(
@@ -91,6 +92,12 @@ def add_parser(commands: Any) -> None:
         metavar="ORIGIN",
         help="an origin browsers may call the APIs from (scheme://host[:port], or * for any); repeatable "
         f"(default: ${ENV_PREFIX}CORS_ORIGINS, comma-separated; none: no CORS)",
+    )
+    serve.add_argument(
+        "--server",
+        default=env("server", d.server),
+        choices=SERVERS,
+        help=f"the HTTP server the API is served on (default {d.server})",
     )
     serve.add_argument(
         "--workers",
@@ -157,6 +164,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         access_log=args.access_log,
         cors_origins=tuple(args.cors_origins),
+        server=args.server,
         workers=args.workers,
         shutdown_grace_s=args.shutdown_grace,
         genesys_idle_ttl_s=args.genesys_idle_ttl,
@@ -259,13 +267,15 @@ def serve(args: argparse.Namespace) -> int:
     if args.cors_origins:
         log.info("CORS: requests from %s", ", ".join(args.cors_origins))
     serving = servers.Serving(args.host, args.port, args.workers, args.shutdown_grace, args.log_level, log_config)
-    if args.workers == 1:
+    if args.server == "uvicorn" and args.workers == 1:
         tune_gc_for_serving()
         return servers.run_uvicorn(app, serving)
     del app
     export_to_environment(args)
+    if args.workers == 1:  # granian's one worker process
+        return servers.run(args.server, APP_FACTORY, serving)
     # prometheus-client's multiprocess mode: each worker's counters in files
     # here, summed by whichever worker answers GET /metrics
     with tempfile.TemporaryDirectory(prefix="sessionstore-metrics-") as directory:
         os.environ[MULTIPROC_ENV] = directory
-        return servers.run_uvicorn(APP_FACTORY, serving)
+        return servers.run(args.server, APP_FACTORY, serving)

@@ -26,8 +26,9 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"  # or "json" (service/logs.py)
     access_log: bool = False  # one log line per request (service/observability.py)
-    # how serve runs: its worker processes, and how long in-flight requests and
-    # event streams may take to end on SIGTERM
+    # how serve runs: the HTTP server (service/servers.py), its worker processes,
+    # and how long in-flight requests and event streams may take to end on SIGTERM
+    server: str = "uvicorn"
     workers: int = 1
     shutdown_grace_s: float = 10.0
     # --cors-origin: the origins browsers may call the APIs from (service/cors.py); () = no CORS
