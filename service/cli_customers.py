@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import logging
 import sys
 import time
 from typing import Any
 
-from .cli import ProgressBar, add_tls_options, env, output_file, redis_client, tls_from_args
+from .cli_common import add_redis_options, close_quietly, complain, redis_client, redis_failed, tls_from_args
+from .cli_progress import ProgressBar, output_file
 
 ACTIONS = ("list", "export", "erase")
 
 
-def add_parser(commands: Any, redis_help: str) -> None:
+def add_parser(commands: Any) -> None:
     command = commands.add_parser(
         "customers",
         help="list, export or erase one customer's sessions, in every API",
@@ -38,8 +38,7 @@ def add_parser(commands: Any, redis_help: str) -> None:
     command.add_argument("--tenant", required=True, help="the tenant")
     command.add_argument("--customer", required=True, help="the customer id")
     command.add_argument("--out", default="-", metavar="FILE", help="export: the file to write (default: standard output)")
-    command.add_argument("--redis-url", default=env("redis_url"), help=redis_help)
-    add_tls_options(command)
+    add_redis_options(command)
     command.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -52,7 +51,7 @@ def caller() -> str:
 
 def audit_to_stderr() -> None:
     """The audit logger, and only it, as JSON lines on stderr."""
-    from .observability import JsonFormatter
+    from .logs import JsonFormatter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -69,18 +68,15 @@ def run(args: argparse.Namespace) -> int:
     from . import audit
     from .faces.customers import Export, listed
     from .store import customers
-    from .store.clients import redact
     from .store.core import UNAVAILABLE, SessionStore
     from .web import CONTROL_RE, NAME_RE
 
     if not NAME_RE.fullmatch(args.tenant) or not args.customer or CONTROL_RE.search(args.customer):
-        print("sessionstore: give a tenant of letters, digits, '_', '.' or '-', and a customer id", file=sys.stderr)
-        return 2
+        return complain("give a tenant of letters, digits, '_', '.' or '-', and a customer id")
     try:
         client = redis_client(args.redis_url, tls=tls_from_args(args))
     except ValueError as exc:
-        print(f"sessionstore: {exc}", file=sys.stderr)
-        return 2
+        return complain(str(exc))
     audit_to_stderr()
     bar = ProgressBar(args.action, enabled=not args.no_progress)
     tenant, customer, key = args.tenant, args.customer, caller()
@@ -120,19 +116,16 @@ def run(args: argparse.Namespace) -> int:
         try:
             return await main()
         finally:
-            with contextlib.suppress(Exception):
-                await client.aclose(close_connection_pool=True)
+            await close_quietly(client)
 
     try:
         summary = asyncio.run(guarded())
     except UNAVAILABLE as exc:
         if args.action == "erase":
             audit.record("erase", key=key, tenant=tenant, customer=customer, started=started, complete=False)
-        print(f"sessionstore: Redis at {redact(args.redis_url)} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return redis_failed(args.redis_url, exc)
     except OSError as exc:
-        print(f"sessionstore: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return complain(f"cannot write {args.out}: {exc.strerror or exc}", 1)
     if args.action == "erase":
         audit.record("erase", key=key, tenant=tenant, customer=customer, started=started,
                      erased=counts["erased"], complete=True)  # fmt: skip

@@ -1,5 +1,7 @@
 """Settings of one service instance: from the command line, the environment
-(SESSIONSTORE_<NAME>) or, in tests, given directly."""
+(SESSIONSTORE_<NAME>) or, in tests, given directly. The defaults here are
+the only ones: ``sessionstore serve``'s options take theirs from these
+fields (cli_serve.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,13 @@ class Settings:
     auth_file: str | None = None  # None: no API keys (loopback only, unless insecure_no_auth)
     insecure_no_auth: bool = False
     log_level: str = "info"
+    log_format: str = "text"  # or "json" (service/logs.py)
     access_log: bool = False  # one log line per request (service/observability.py)
+    # how serve runs: the HTTP server (service/servers.py), its worker processes,
+    # and how long in-flight requests and event streams may take to end on SIGTERM
+    server: str = "uvicorn"
+    workers: int = 1
+    shutdown_grace_s: float = 10.0
     # --cors-origin: the origins browsers may call the APIs from (service/cors.py); () = no CORS
     cors_origins: tuple[str, ...] = ()
     # limits on what a client may send or store

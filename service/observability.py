@@ -1,5 +1,6 @@
 """What an operator sees of a running service: Prometheus metrics, request
-ids, the access log, log formats, and the shutdown signal for long responses.
+ids and the access log (log formats: logs.py; the shutdown signal:
+termination.py).
 
 - :class:`Metrics`: the Prometheus metrics of one app (``GET /metrics``). Each
   app has a registry of its own, so many apps in one process (tests) do not
@@ -13,11 +14,6 @@ ids, the access log, log formats, and the shutdown signal for long responses.
   back on every response, makes it part of every log line written while the
   request is served, counts the request by route *template* (never the raw
   path), and writes the access-log line.
-- :func:`logging_config`: text or JSON log lines on stderr, with the request
-  id; used for the service's own loggers and uvicorn's alike.
-- :func:`watch_termination`: SIGTERM and SIGINT set an asyncio.Event at once
-  (``app.state.shutting_down``), before the server waits for in-flight
-  requests, so an event stream can end by itself within the grace period.
 
 No log line here carries a header's value: API keys are named by their id.
 """
@@ -31,21 +27,20 @@ import glob
 import logging
 import os
 import re
-import signal
-import threading
 import time
-import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import termination
 from .auth import KEY_ID_STATE, AuthConfig, Denied, presented_secret
+
+watch_termination = termination.watch_termination  # lives in termination.py; app.py imports it from here
 
 log = logging.getLogger("sessionstore")
 access_log = logging.getLogger("sessionstore.access")
@@ -368,153 +363,3 @@ class Observe:
                 }
             },
         )
-
-
-# -- logging -------------------------------------------------------------------
-
-
-class RequestContextFilter(logging.Filter):
-    """Puts the id of the request being served (if any) on every record, as
-    ``record.request_id``. Also drops uvicorn's second report of an error
-    that :class:`Observe` has logged already (with the request id)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if (
-            record.exc_info
-            and getattr(record.exc_info[1], "_sessionstore_logged", False)
-            and record.name.startswith("uvicorn")
-        ):
-            return False
-        if getattr(record, "request_id", None) is None:
-            record.request_id = request_id.get()
-        return True
-
-
-def iso_time(seconds: float) -> str:
-    millis = int(seconds * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
-
-
-class TextFormatter(logging.Formatter):
-    """``2026-01-02T03:04:05.678Z INFO sessionstore.access: GET / 200 … request_id=…``"""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = f"{iso_time(record.created)} {record.levelname} {record.name}: {printable(record.getMessage())}"
-        rid = getattr(record, "request_id", None)
-        if rid:
-            line += f" request_id={rid}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message, request_id when
-    there is one, the access log's fields, and an error's traceback."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": iso_time(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        rid = getattr(record, "request_id", None)
-        if rid:
-            out["request_id"] = rid
-        access = getattr(record, "access", None)
-        if isinstance(access, dict):
-            out.update(access)
-        audit = getattr(record, "audit", None)  # service/audit.py
-        if isinstance(audit, dict):
-            out.update(audit)
-        if record.exc_info:
-            out["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        return orjson.dumps(out, default=str).decode()
-
-
-LOG_FORMATS = ("text", "json")
-
-
-def logging_config(log_format: str = "text", level: str = "info") -> dict[str, Any]:
-    """A logging.config.dictConfig dictionary: every logger (uvicorn's too)
-    to stderr in ``log_format``, with the request id. uvicorn's own access
-    log is off: :class:`Observe` writes the access log."""
-    if log_format not in LOG_FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
-    formatter = JsonFormatter if log_format == "json" else TextFormatter
-    level = level.upper()
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {"request": {"()": f"{__name__}.RequestContextFilter"}},
-        "formatters": {"default": {"()": f"{__name__}.{formatter.__name__}"}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
-                "formatter": "default",
-                "filters": ["request"],
-            }
-        },
-        "root": {"level": level, "handlers": ["stderr"]},
-        "loggers": {
-            "uvicorn": {"level": level, "handlers": [], "propagate": True},
-            "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
-            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
-        },
-    }
-
-
-def configure_logging(log_format: str = "text", level: str = "info") -> None:
-    import logging.config
-
-    logging.config.dictConfig(logging_config(log_format, level))
-    logging.captureWarnings(True)
-
-
-# -- shutting down ---------------------------------------------------------------
-
-TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_watched: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
-_saved_handlers: dict[int, Any] = {}
-_watch_lock = threading.Lock()
-
-
-def _on_termination(sig: int, frame: Any) -> None:
-    for event, loop in list(_watched.items()):
-        with contextlib.suppress(RuntimeError):  # its loop is closed
-            loop.call_soon_threadsafe(event.set)
-    previous = _saved_handlers.get(sig, signal.SIG_DFL)
-    if callable(previous):
-        previous(sig, frame)
-    elif previous == signal.SIG_DFL:
-        signal.signal(sig, signal.SIG_DFL)
-        signal.raise_signal(sig)
-
-
-def watch_termination(event: asyncio.Event) -> Callable[[], None]:
-    """From now on SIGTERM and SIGINT set ``event`` (on the running loop)
-    before reaching the handler that was there before (uvicorn's, which
-    starts the graceful shutdown). Returns the function that stops watching;
-    the previous handlers are back once nothing is watched. Does nothing
-    outside the main thread, where no signal handler can be set."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    with _watch_lock:
-        if not _watched:
-            for sig in TERMINATION_SIGNALS:
-                _saved_handlers[sig] = signal.signal(sig, _on_termination)
-        _watched[event] = loop
-
-    def unwatch() -> None:
-        with _watch_lock:
-            if _watched.pop(event, None) is None or _watched:
-                return
-            for sig, handler in _saved_handlers.items():
-                if signal.getsignal(sig) is _on_termination:
-                    signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-            _saved_handlers.clear()
-
-    return unwatch

@@ -153,6 +153,17 @@ class RedisServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+# what each HTTP server of serve --server says in its log: a worker process has
+# stopped; the shutdown grace ran out with a request still running (uvicorn
+# cancels it, granian kills the worker); and the prefix of its loggers' names
+SERVER_SAYS = {
+    "uvicorn": {"stopped": "Finished server process", "grace over": "timeout graceful shutdown exceeded",
+                "logger": "uvicorn"},
+    "granian": {"stopped": "Stopped worker-", "grace over": "Killing worker-1 after it refused to gracefully stop",
+                "logger": "_granian"},
+}  # fmt: skip
+
+
 def serve_process(
     *args: str, env: dict[str, str] | None = None, ready: str = "/readyz", port: int | None = None
 ) -> tuple[subprocess.Popen[str], str]:
@@ -327,6 +338,14 @@ class RedisClusterServers:
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, on a free port."""
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
 
 
 @pytest.fixture(scope="session")

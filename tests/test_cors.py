@@ -21,9 +21,10 @@ import jwt
 import pytest
 import uvicorn
 
-from service import cli, cors
+from service import cli, cli_serve, cors
 from service.app import build_app
 from service.auth import AuthConfig
+from service.cli_common import ENV_PREFIX
 from service.config import Settings
 from service.openapi import route_methods
 
@@ -228,10 +229,10 @@ def test_origins_are_checked_and_written_as_browsers_send_them() -> None:
 
 def test_the_option_repeats_and_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     def origins(*argv: str) -> tuple[str, ...]:
-        return cli.settings_from_args(cli.parser().parse_args(["serve", *argv])).cors_origins  # type: ignore[no-any-return]
+        return cli_serve.settings_from_args(cli.parser().parse_args(["serve", *argv])).cors_origins
 
     # a copy of the environment: export_to_environment below writes to it
-    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith(cli.ENV_PREFIX)})
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)})
     assert origins() == ()
     assert origins("--cors-origin", SHOP, "--cors-origin", DESK) == (SHOP, DESK)
     monkeypatch.setenv("SESSIONSTORE_CORS_ORIGINS", f"{SHOP}, {DESK},")
@@ -240,7 +241,7 @@ def test_the_option_repeats_and_comes_from_the_environment(monkeypatch: pytest.M
     # serve --workers N hands its options to the workers through the environment
     args = cli.parser().parse_args(["serve", "--cors-origin", SHOP, "--cors-origin", DESK])
     del os.environ["SESSIONSTORE_CORS_ORIGINS"]
-    cli.export_to_environment(args)
+    cli_serve.export_to_environment(args)
     assert os.environ["SESSIONSTORE_CORS_ORIGINS"] == f"{SHOP},{DESK}"
     assert origins() == (SHOP, DESK)
 

@@ -20,7 +20,7 @@ import httpx
 import jwt
 import pytest
 
-from service.observability import JsonFormatter
+from service.logs import JsonFormatter
 from service.store import customers, keys
 from service.store.core import Changes, SessionStore
 

@@ -27,7 +27,8 @@ import pytest
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from service import cli
+from service import cli, cli_serve
+from service.cli_common import ENV_PREFIX, tls_from_args
 from service.config import Settings
 from service.store import clients
 from service.store.clients import ClusterClient, RedisTls, redact
@@ -90,7 +91,7 @@ def tls_flags(certs: TlsFiles, *, client_cert: bool = True) -> list[str]:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(cli.ENV_PREFIX)}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
         check=False,
@@ -293,8 +294,8 @@ def test_bad_tls_options_are_usage_errors(tls_redis: RedisServer, certs: TlsFile
 
 def test_tls_options_reach_the_workers(monkeypatch: pytest.MonkeyPatch, certs: TlsFiles) -> None:
     """serve --workers N hands every option on as SESSIONSTORE_* variables,
-    which each worker reads back (cli.app_from_environment)."""
-    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith(cli.ENV_PREFIX)})
+    which each worker reads back (cli_serve.app_from_environment)."""
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)})
     url = f"rediss://alice:{PASSWORD}@redis.internal:6380/0"
     flags = [
         "--redis-tls-ca",
@@ -305,15 +306,15 @@ def test_tls_options_reach_the_workers(monkeypatch: pytest.MonkeyPatch, certs: T
         str(certs.client_key),
     ]
     args = cli.parser().parse_args(["serve", "--redis-url", url, *flags])
-    cli.export_to_environment(args)
+    cli_serve.export_to_environment(args)
     assert os.environ["SESSIONSTORE_REDIS_TLS_CA"] == str(certs.ca)
-    settings = cli.settings_from_args(cli.parser().parse_args(["serve"]))
+    settings = cli_serve.settings_from_args(cli.parser().parse_args(["serve"]))
     assert settings.redis_url == url
     assert settings.redis_tls() == tls_of(certs)
     assert Settings().redis_tls() is None
     for command in ("check", "export", "import"):
         more = ["--tenant", "t"] if command == "export" else ["f"] if command == "import" else []
-        assert cli.tls_from_args(cli.parser().parse_args([command, *more])) == tls_of(certs)  # from the environment
+        assert tls_from_args(cli.parser().parse_args([command, *more])) == tls_of(certs)  # from the environment
 
 
 # -- an ACL user without TLS ----------------------------------------------------------

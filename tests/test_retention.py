@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from service.cli import parser, settings_from_args
+from service.cli import parser
+from service.cli_serve import settings_from_args
 from service.config import Settings
 from service.store import keys
 from service.store.core import RETENTION_13_MONTHS_S, Changes, Limits, SessionStore, now_ms

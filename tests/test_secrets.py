@@ -24,7 +24,7 @@ import pytest
 from service.app import build_app
 from service.auth import AuthConfig
 from service.config import Settings
-from service.observability import JsonFormatter, TextFormatter
+from service.logs import JsonFormatter, TextFormatter
 
 from .conftest import RedisServer, free_port
 
