@@ -18,7 +18,9 @@ def add_parser(commands: Any) -> None:
         help="check a Redis: does it answer, its version and mode, do the scripts load",
         description=(
             "Check that a Redis can serve sessionstore: it answers, its version and mode (standalone or "
-            "cluster), and every Lua script loads. Exits 0 when all is well, 1 otherwise. With --repair, then "
+            "cluster), and every Lua script loads; it warns about an eviction policy (maxmemory-policy) that is "
+            "not safe for sessionstore's keys (safe: noeviction and the volatile-* policies). Exits 0 when all is "
+            "well (warnings or not), 1 otherwise. With --repair, then "
             "rebuild the customer indexes from the sessions (after an import or a restore)."
         ),
     )
@@ -66,6 +68,8 @@ def check(args: argparse.Namespace) -> int:
     print(f"scripts: {report.scripts_loaded} loaded")
     for problem in report.problems:
         print(f"problem: {problem}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     if repaired is not None:
         bar.close("repair done")
         print(repaired)

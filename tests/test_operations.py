@@ -525,6 +525,22 @@ def test_check_a_good_redis(private_redis: RedisServer) -> None:
     assert second == f"scripts: {len(Scripts().all())} loaded"
 
 
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "noeviction"])
+def test_check_warns_about_an_eviction_policy_unsafe_for_the_layout(policy: str) -> None:
+    redis = RedisServer(free_port(), extra=["--maxmemory-policy", policy]).start()
+    try:
+        result = run_cli("check", "--redis-url", redis.url)
+    finally:
+        redis.cleanup()
+    assert result.returncode == 0, result.stdout + result.stderr  # it serves: a warning, not a problem
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
+    if policy.startswith("allkeys-"):
+        assert len(warnings) == 1 and f"maxmemory-policy {policy} is not safe" in warnings[0]
+        assert "namespace record" in warnings[0] and "volatile-*" in warnings[0]
+    else:
+        assert warnings == []
+
+
 def test_check_hides_the_password_and_fails_without_it() -> None:
     redis = redis_with_password("pw-5d7e")
     try:
