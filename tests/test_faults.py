@@ -260,8 +260,27 @@ async def test_redis_stopped_and_started_again_under_load(redis_and_service: tup
         await anyio.to_thread.run_sync(redis.start)  # same port, empty
         return began, time.monotonic()
 
+    async with httpx.AsyncClient(base_url=service.url, timeout=10.0) as client:
+        r = await client.put(f"{NATIVE}/untouched", json={"properties": {"a": 1}})  # no load touches it
+        assert r.status_code in (200, 201), r.text
+        reloads_before = script_reloads((await client.get("/metrics")).text)
     records, began, ended, stopped = await run_load(service, fault)
     check(records, began, ended, stopped, "Redis stopped and started again", service)
+    # Redis came back empty: what was there reads as absent (404, not an error),
+    # the scripts were loaded again by the service itself, which needed no restart
+    async with httpx.AsyncClient(base_url=service.url, timeout=10.0) as client:
+        gone = await client.get(f"{NATIVE}/untouched")
+        assert gone.status_code == 404 and gone.headers["content-type"].startswith("application/problem+json")
+        assert (await client.get(f"{LIVEPERSON}/untouched/properties")).status_code in (200, 404)
+        assert script_reloads((await client.get("/metrics")).text) > reloads_before
+        assert (await client.put(f"{NATIVE}/untouched", json={"properties": {"a": 2}})).status_code in (200, 201)
+
+
+def script_reloads(metrics: str) -> float:
+    """sessionstore's count of scripts loaded again after NOSCRIPT, from /metrics."""
+    lines = [line for line in metrics.splitlines() if line.startswith("sessionstore_script_reloads")]
+    assert lines, metrics[:500]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if not line.split(" ")[0].endswith("_created"))
 
 
 async def test_redis_hanging_under_load(redis_and_service: tuple[RedisServer, Service]) -> None:
