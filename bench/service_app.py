@@ -4,7 +4,7 @@
     python -m granian --interface asgi --factory bench.service_app:app --loop uvloop --http 1 ...
 
 It is the app each worker of ``sessionstore serve --workers N`` builds
-(service.cli.app_from_environment, from the SESSIONSTORE_* variables), on the
+(app_from_environment, from the SESSIONSTORE_* variables), on the
 Redis (or Redis Cluster) named by SESSIONSTORE_REDIS_URL, with no auth file
 (loopback, open access), logging at warning. The servers are run directly
 (not through ``sessionstore serve``) so that the benchmark sets the event
@@ -19,7 +19,10 @@ import os
 
 from starlette.applications import Starlette
 
-from service.cli import app_from_environment
+try:  # serve's worker factory: in service.cli_serve on branches where serve has --server, else in service.cli
+    from service.cli_serve import app_from_environment
+except ImportError:
+    from service.cli import app_from_environment
 
 
 def app() -> Starlette:
