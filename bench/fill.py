@@ -5,14 +5,16 @@ core's own Lua script, lua/session_mutate.lua, run with EVALSHA exactly as
 SessionStore.write() runs it for a LivePerson PATCH (drop-empty flag, no
 version, the default limits). The commands are encoded here as RESP and
 pipelined on one socket (much like ``redis-cli --pipe``), in chunks, each
-chunk's replies read (and checked) while Redis works on the next one.
+chunk's replies read (and checked) while Redis works on the next one. On a
+Redis Cluster, each session goes to the node that owns its keys' slot, over
+one socket per node.
 """
 
 from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Self
 
@@ -94,15 +96,43 @@ class RawRedis:
         return reply
 
 
+class _Lane:
+    """The commands for one Redis node: the chunk being gathered, and how many
+    replies of the chunk sent before are still to be read."""
+
+    def __init__(self, port: int, script_source: str) -> None:
+        self.raw = RawRedis(port)
+        self.raw.call("SCRIPT", "LOAD", script_source)
+        self.batch: list[bytes] = []
+        self.pending = 0
+        self.now = b""
+
+    def flush(self) -> int:
+        """Sends the gathered chunk, then reads the replies of the one before
+        (Redis works on this one meanwhile); returns how many were read."""
+        if self.batch:
+            self.raw.send(b"".join(self.batch))
+        done = Filler.check(self.raw, self.pending)
+        self.pending, self.batch = len(self.batch), []
+        return done
+
+    def drain(self) -> int:
+        done = self.flush()
+        return done + self.flush()
+
+
 @dataclass
 class Filler:
-    """Writes sessions of one namespace straight into Redis."""
+    """Writes sessions of one namespace straight into Redis: to the one on
+    ``port``, or, given ``route`` (a key's port), each session to the node of
+    a Redis Cluster that holds its keys' slot (they share one hash tag)."""
 
     port: int
     tenant: str
     namespace: str
     generation: int
     chunk: int = 4000
+    route: Callable[[str], int] | None = None
 
     def __post_init__(self) -> None:
         self.script = Scripts().session_mutate
@@ -125,35 +155,34 @@ class Filler:
         tail_count, tail = self._tail(properties)
         head = b"*%d\r\n" % (3 + 5 + 2 + tail_count) + bulk(b"EVALSHA") + bulk(self.script.sha.encode()) + bulk(b"5")
         written = 0
-        pending = 0
         started = time.monotonic()
         last_report = started
-        with RawRedis(self.port) as raw:
-            raw.call("SCRIPT", "LOAD", self.script.source)
-            batch: list[bytes] = []
-            now = b""
+        lanes: dict[int, _Lane] = {}
+        try:
             for sid in ids:
-                if not batch:  # one "now" per chunk
-                    now = bulk(str(int(time.time() * 1000)).encode())
                 sk = keys.session(self.tenant, self.namespace, self.generation, sid)
-                batch.append(head + b"".join(bulk(k.encode()) for k in sk) + now + bulk(sid.encode()) + tail)
-                if len(batch) >= self.chunk:
-                    raw.send(b"".join(batch))
-                    written += self._check(raw, pending)
-                    pending = len(batch)
-                    batch = []
+                port = self.port if self.route is None else self.route(sk.session)
+                lane = lanes.get(port)
+                if lane is None:
+                    lane = lanes[port] = _Lane(port, self.script.source)
+                if not lane.batch:  # one "now" per chunk
+                    lane.now = bulk(str(int(time.time() * 1000)).encode())
+                lane.batch.append(head + b"".join(bulk(k.encode()) for k in sk) + lane.now + bulk(sid.encode()) + tail)
+                if len(lane.batch) >= self.chunk:
+                    written += lane.flush()
                     if progress and time.monotonic() - last_report > 10:
                         last_report = time.monotonic()
-                        rate = (written + pending) / (last_report - started)
-                        print(f"  {progress}: {written + pending:,} sessions ({rate:,.0f}/s)", flush=True)
-            if batch:
-                raw.send(b"".join(batch))
-            written += self._check(raw, pending)
-            written += self._check(raw, len(batch))
+                        sent = written + sum(other.pending for other in lanes.values())
+                        print(f"  {progress}: {sent:,} sessions ({sent / (last_report - started):,.0f}/s)", flush=True)
+            for lane in lanes.values():
+                written += lane.drain()
+        finally:
+            for lane in lanes.values():
+                lane.raw.sock.close()
         return written
 
     @staticmethod
-    def _check(raw: RawRedis, count: int) -> int:
+    def check(raw: RawRedis, count: int) -> int:
         for reply in raw.replies(count):
             if isinstance(reply, Exception) or not isinstance(reply, list) or reply[0] != b"ok":
                 raise RuntimeError(f"session_mutate answered {reply!r} while filling")

@@ -127,6 +127,8 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     cpus: str | None = None
+    extra: list[str] = field(default_factory=list)  # more redis-server options (a cluster node's)
+    name: str = "redis"  # of its log file, <name>.log
 
     @property
     def url(self) -> str:
@@ -137,13 +139,13 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server, or run ./scripts/test once)")
         directory = Path(tempfile.mkdtemp(prefix="redis-", dir=self.workdir))
-        log = self.workdir / "redis.log"
+        log = self.workdir / f"{self.name}.log"
         self.process = self.procs.start(
             pinned([binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
-                    "--dir", str(directory), "--protected-mode", "yes"], self.cpus),
+                    "--dir", str(directory), "--protected-mode", "yes", *self.extra], self.cpus),
             log=log,
         )
-        wait_until(self._pong, 15, "redis-server", self.process, log)
+        wait_until(self._pong, 15, self.name, self.process, log)
         return self
 
     def _pong(self) -> bool:
@@ -159,17 +161,24 @@ class RedisServer:
 
 UVICORN_FLAGS = ("--host", HOST, "--workers", "1", "--loop", "uvloop", "--http", "httptools",
                  "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "30")
+# granian with what the uvicorn flags give: one worker (one Rust runtime thread
+# under it), uvloop, HTTP/1 only, no access log; the service serves no WebSocket
+GRANIAN_FLAGS = ("--interface", "asgi", "--host", HOST, "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop",
+                 "--http", "1", "--no-ws", "--log-level", "warning", "--no-access-log")
+SERVERS = ("uvicorn", "granian")
 
 
 @dataclass
-class UvicornServer:
-    """One uvicorn worker serving ``app`` (module:attribute), with the same
+class AppServer:
+    """One worker of ``server`` (uvicorn or granian) serving ``app``
+    (module:attribute, or an app factory with ``factory``), with the same
     settings for the service and the yardstick."""
 
     procs: ProcessGroup
     workdir: Path
     app: str
     name: str
+    server: str = "uvicorn"
     factory: bool = False
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/"
@@ -182,12 +191,18 @@ class UvicornServer:
         return f"http://{HOST}:{self.port}"
 
     def argv(self) -> list[str]:
-        return pinned([sys.executable, "-m", "uvicorn", *(["--factory"] if self.factory else []), self.app,
-                       "--port", str(self.port), *UVICORN_FLAGS], self.cpus)
+        factory = ["--factory"] if self.factory else []
+        if self.server == "granian":
+            command = [sys.executable, "-m", "granian", *GRANIAN_FLAGS, "--port", str(self.port), *factory, self.app]
+        elif self.server == "uvicorn":
+            command = [sys.executable, "-m", "uvicorn", *factory, self.app, "--port", str(self.port), *UVICORN_FLAGS]
+        else:
+            raise ValueError(f"unknown server {self.server!r}: {', '.join(SERVERS)}")
+        return pinned(command, self.cpus)
 
-    def start(self) -> UvicornServer:
+    def start(self) -> AppServer:
         log = self.workdir / f"{self.name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSTORE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIONSTORE_", "GRANIAN_"))}
         env.update(self.env)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         self.process = self.procs.start(self.argv(), log=log, env=env, cwd=ROOT)
@@ -210,3 +225,36 @@ class UvicornServer:
         if self.process is not None:
             self.procs.stop(self.process)
             self.process = None
+
+
+def _stat_fields(pid: str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state is [0], ppid [1])."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, int]:
+    """User + system CPU time so far of process ``pid`` and of all its
+    descendants (a granian or uvicorn worker under its supervisor), with
+    what its children that have exited and were waited for had spent; and
+    how many processes were counted."""
+    children: dict[str, list[str]] = {}
+    stats: dict[str, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(entry.name)) is not None:
+            stats[entry.name] = fields
+            children.setdefault(fields[1], []).append(entry.name)
+    root = str(pid)
+    if root not in stats:
+        return 0.0, 0
+    ticks = int(stats[root][13]) + int(stats[root][14])  # cutime + cstime: children gone
+    todo, counted = [root], 0
+    while todo:
+        current = todo.pop()
+        fields = stats[current]
+        ticks += int(fields[11]) + int(fields[12])  # utime + stime
+        counted += 1
+        todo += [child for child in children.get(current, []) if child in stats]
+    return ticks / os.sysconf("SC_CLK_TCK"), counted

@@ -1,6 +1,6 @@
 """The run's report: the tables printed (Markdown, so they paste into
-docs/benchmark.md as they are), the targets of issue 6 with PASS/MISS, the JSON under
-bench/results/ and the PNG chart.
+docs/benchmark.md as they are), the targets of issues 6 and 13 with PASS/MISS,
+the JSON under bench/results/ and the PNG chart.
 
 Everything here works on plain dicts (the JSON document), so that it can be
 tested without running anything.
@@ -21,6 +21,7 @@ READ_RATIO = 0.75
 WRITE_RATIO = 0.55
 MIX_RATIO = 0.65
 P99_OVER_P50 = 3.0
+CLUSTER_RATIO = 0.8  # LivePerson GET on a 3-primary Redis Cluster / on one Redis, same run, same server
 MEMORY_RATIO = 1.3
 SCALING_TOLERANCE = 0.10
 NOISY_CORES = 0.3  # other load during a measured run above this: it is measured again
@@ -30,9 +31,10 @@ GROUP_TARGETS = {"read": READ_RATIO, "write": WRITE_RATIO, "mix": MIX_RATIO}
 
 
 def scenario(name: str, label: str, group: str, wrk: dict[str, Any] | None = None, *, yardstick_rps: float | None = None,
-             skipped: str | None = None, **extra: Any) -> dict[str, Any]:
-    """One scenario's record: ``wrk`` is WrkResult.to_json(); ``skipped`` the reason it did not run."""
-    record: dict[str, Any] = {"name": name, "label": label, "group": group}
+             skipped: str | None = None, server: str = "uvicorn", **extra: Any) -> dict[str, Any]:
+    """One scenario's record: ``wrk`` is WrkResult.to_json(); ``skipped`` the reason it did not run;
+    ``server`` the HTTP server it ran on (uvicorn or granian)."""
+    record: dict[str, Any] = {"name": name, "label": label, "group": group, "server": server}
     if skipped is not None or wrk is None:
         record.update(status="skipped", reason=skipped or "not run")
         return record
@@ -46,20 +48,62 @@ def scenario(name: str, label: str, group: str, wrk: dict[str, Any] | None = Non
     return record
 
 
+def server_of(record: dict[str, Any]) -> str:
+    return str(record.get("server", "uvicorn"))
+
+
 def apply_reference(doc: dict[str, Any], records: list[dict[str, Any]]) -> None:
-    """Every ratio against the reference yardstick: of the yardstick runs,
-    the one the rest of the machine disturbed least (then the faster)."""
+    """Every ratio against the reference yardstick of the server it ran on:
+    of that server's yardstick runs, the one the rest of the machine
+    disturbed least (then the faster); and, when uvicorn's yardstick ran,
+    to that one too (``ratio_to_uvicorn_yardstick``). The first server's
+    reference is the document's ``yardstick_rps``."""
     yardsticks = [r for r in records if r["group"] == "yardstick" and r["status"] == "ok"]
     if not yardsticks:
         return
-    reference = min(yardsticks, key=lambda r: (r.get("other_load_cores", 0.0), -r["rps"]))
-    doc["yardstick_rps"] = reference["rps"]
-    doc["yardstick"] = {"reference": reference["name"], **{r["name"]: {"rps": r["rps"], "other_load_cores": r.get("other_load_cores")}
-                                                           for r in yardsticks}}
+    references: dict[str, dict[str, Any]] = {}
+    for server in dict.fromkeys(server_of(r) for r in yardsticks):
+        runs = [r for r in yardsticks if server_of(r) == server]
+        references[server] = min(runs, key=lambda r: (r.get("other_load_cores", 0.0), -r["rps"]))
+    primary = next(iter(references.values()))
+    uvicorn = references.get("uvicorn")
+    doc["yardstick_rps"] = primary["rps"]
+    doc["yardstick"] = {"reference": primary["name"], **{r["name"]: {"rps": r["rps"], "other_load_cores": r.get("other_load_cores")}
+                                                         for r in yardsticks}}
+    doc["servers"] = {server: {"reference": r["name"], "yardstick_rps": r["rps"],
+                               **({"yardstick_over_uvicorn": round(r["rps"] / uvicorn["rps"], 3)} if uvicorn else {})}
+                      for server, r in references.items()}
     for r in records:
-        if r["status"] == "ok":
-            r["ratio"] = round(r["rps"] / reference["rps"], 3)
+        if r["status"] != "ok":
+            continue
+        r["ratio"] = round(r["rps"] / references.get(server_of(r), primary)["rps"], 3)
+        if uvicorn is not None:
+            r["ratio_to_uvicorn_yardstick"] = round(r["rps"] / uvicorn["rps"], 3)
+        if r["group"] == "yardstick":
+            r["reference"] = any(r is reference for reference in references.values())
     doc["scenarios"] = records
+
+
+def cluster_figure(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """LivePerson GET on the Redis Cluster against LivePerson GET on one
+    Redis, both served by the same server in the same run."""
+    found = next((r for r in records if r["group"] == "cluster"), None)
+    if found is None or found["status"] != "ok":
+        return {"status": "skipped", "reason": found.get("reason", "not run") if found else "not run"}
+    single = next((r for r in records if r.get("scenario") == "lp-get" and server_of(r) == server_of(found)), None)
+    if single is None or single["status"] != "ok":
+        return {"status": "skipped", "reason": "no LivePerson GET on one Redis to compare with"}
+    figure: dict[str, Any] = {
+        "status": "ok", "server": server_of(found), "primaries": found.get("primaries"),
+        "single": single["name"], "cluster": found["name"],
+        "single_rps": single["rps"], "cluster_rps": found["rps"], "ratio": round(found["rps"] / single["rps"], 3),
+        "target": CLUSTER_RATIO,
+    }
+    for side, r in (("single", single), ("cluster", found)):
+        for field in ("server_cpu_us_per_request", "redis_cpu_us_per_request"):
+            if field in r:
+                figure[f"{side}_{field}"] = r[field]
+    return figure
 
 
 def _fmt_rps(value: float) -> str:
@@ -92,32 +136,71 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: 
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
+def is_reference(record: dict[str, Any]) -> bool:
+    """A reference yardstick (of its server): marked so, or, in a document of
+    one server, the one whose ratio is 1."""
+    if "reference" in record:
+        return bool(record["reference"])
+    return record["group"] == "yardstick" and record.get("ratio") == 1.0
+
+
 def doc_reference(records: Sequence[dict[str, Any]]) -> str | None:
-    """The name of the reference yardstick: the one whose ratio is 1."""
+    """The name of the first reference yardstick."""
     for r in records:
-        if r["group"] == "yardstick" and r.get("ratio") == 1.0:
+        if r["group"] == "yardstick" and is_reference(r):
             return str(r["name"])
     return None
 
 
+def _fmt_cpu(record: dict[str, Any]) -> str:
+    value = record.get("server_cpu_us_per_request")
+    return "—" if value is None else f"{value:,.0f}"
+
+
 def scenario_table(records: Sequence[dict[str, Any]]) -> str:
+    """Every scenario; with more than one server, which server served it and
+    its ratio to uvicorn's yardstick too."""
+    servers = len({server_of(r) for r in records}) > 1
     rows = []
     for r in records:
+        head = [r["label"], server_of(r)] if servers else [r["label"]]
         if r["status"] != "ok":
-            rows.append([r["label"], "—", "—", "—", "—", f"skipped: {r.get('reason', '')}", "—"])
+            rows.append([*head, "—", "—", "—", "—", *(["—"] if servers else []), "—", f"skipped: {r.get('reason', '')}", "—"])
             continue
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "—"
-        if r["name"] == doc_reference(records):
+        if is_reference(r):
             ratio += " (reference)"
+        to_uvicorn = [f"{r['ratio_to_uvicorn_yardstick']:.2f}" if "ratio_to_uvicorn_yardstick" in r else "—"] if servers else []
         other = f"{r['other_load_cores']:.2f}" if "other_load_cores" in r else "—"
-        rows.append([r["label"], _fmt_rps(r["rps"]), _fmt_ms(r["p50_ms"]), _fmt_ms(r["p99_ms"]), ratio, _errors(r), other])
-    return markdown_table(["scenario", "requests/s", "p50 ms", "p99 ms", "ratio to yardstick", "errors", "other load (cores)"],
-                          rows, "lrrrrlr")
+        rows.append([*head, _fmt_rps(r["rps"]), _fmt_ms(r["p50_ms"]), _fmt_ms(r["p99_ms"]), ratio, *to_uvicorn, _fmt_cpu(r),
+                     _errors(r), other])
+    header = ["scenario", *(["server"] if servers else []), "requests/s", "p50 ms", "p99 ms",
+              "ratio to yardstick" + (" (same server)" if servers else ""), *(["ratio to uvicorn yardstick"] if servers else []),
+              "server CPU µs/request", "errors", "other load (cores)"]
+    return markdown_table(header, rows, ("ll" if servers else "l") + "rrrr" + ("r" if servers else "") + "rlr")
 
 
 def other_table(doc: dict[str, Any]) -> str:
     """Memory, reads against the number of stored sessions, namespace deletes."""
     rows: list[list[str]] = []
+    cluster = doc.get("cluster")
+    if cluster:
+        figure = "LivePerson GET on a 3-primary Redis Cluster vs on one Redis (same run, same server)"
+        if cluster.get("status") == "ok":
+            text = (f"{_fmt_rps(cluster['cluster_rps'])} vs {_fmt_rps(cluster['single_rps'])} requests/s = "
+                    f"{cluster['ratio']:.2f} ×")
+            if "cluster_server_cpu_us_per_request" in cluster and "single_server_cpu_us_per_request" in cluster:
+                text += (f"; server CPU {cluster['cluster_server_cpu_us_per_request']:,.0f} vs "
+                         f"{cluster['single_server_cpu_us_per_request']:,.0f} µs/request")
+            rows.append([figure.replace("server)", f"server: {cluster['server']})"), text])
+        else:
+            rows.append([figure, f"skipped: {cluster.get('reason', '')}"])
+    for server, entry in (doc.get("servers") or {}).items():
+        if server != "uvicorn" and "yardstick_over_uvicorn" in entry:
+            uvicorn_rps = doc["servers"]["uvicorn"]["yardstick_rps"]
+            text = (f"{_fmt_rps(entry['yardstick_rps'])} vs {_fmt_rps(uvicorn_rps)} requests/s = "
+                    f"{entry['yardstick_over_uvicorn']:.2f} ×")
+            rows.append([f"yardstick on {server} / on uvicorn", text])
     memory = doc.get("memory")
     if memory:
         rows.append(["Redis memory of one session, 10 short properties (MEMORY USAGE)",
@@ -148,7 +231,9 @@ def _result(ok: bool) -> str:
 def evaluate_targets(doc: dict[str, Any]) -> list[dict[str, str]]:
     """Each target of issue 6 with the measured figure: PASS, MISS or skipped."""
     out: list[dict[str, str]] = []
-    records = doc.get("scenarios", [])
+    # the targets are the first server's (the default one, uvicorn, unless the run left it out)
+    servers = doc.get("settings", {}).get("servers") or ["uvicorn"]
+    records = [r for r in doc.get("scenarios", []) if server_of(r) == servers[0]]
     for r in records:
         target = GROUP_TARGETS.get(r["group"])
         if target is None:
@@ -172,6 +257,15 @@ def evaluate_targets(doc: dict[str, Any]) -> list[dict[str, str]]:
         spread = r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else float("inf")
         out.append({"figure": figure, "target": f"≤ {P99_OVER_P50:.0f}", "measured": f"{spread:.2f}",
                     "result": _result(spread <= P99_OVER_P50)})
+    cluster = doc.get("cluster")
+    if cluster:
+        figure = "LivePerson GET on a 3-primary Redis Cluster / on one Redis"
+        wanted = f"≥ {CLUSTER_RATIO:.2f}"
+        if cluster.get("status") == "ok":
+            out.append({"figure": figure, "target": wanted, "measured": f"{cluster['ratio']:.2f}",
+                        "result": _result(cluster["ratio"] >= CLUSTER_RATIO)})
+        else:
+            out.append({"figure": figure, "target": wanted, "measured": "—", "result": "skipped"})
     memory = doc.get("memory")
     if memory:
         out.append({"figure": "Redis memory per session / bare HSET", "target": f"≤ {MEMORY_RATIO}",
@@ -197,21 +291,24 @@ def targets_table(targets: Sequence[dict[str, str]]) -> str:
 def render(doc: dict[str, Any]) -> str:
     """The whole printed report."""
     noisy = doc["settings"].get("retries_when_noisy") or {"max": 0, "above_other_load_cores": NOISY_CORES}
+    servers = doc["settings"].get("servers") or ["uvicorn"]
     parts = [
         f"Machine: {one_line(doc['machine'])} (load average at start {', '.join(map(str, doc['machine'].get('load_average_at_start', [])))})",
         (
             f"wrk -t{doc['settings']['wrk_threads']} -c{doc['settings']['connections']}, "
             f"{doc['settings']['duration_s']:g} s per scenario after a {doc['settings']['warmup_s']:g} s warm-up; "
-            "one uvicorn worker, uvloop + httptools, for the service and the yardstick alike"
+            + servers_line(servers)
         ),
         "",
         scenario_table(doc["scenarios"]),
         "",
         (
-            "Ratios are to the reference yardstick, the one of the two that other work on the machine disturbed least. "
+            "Ratios are to the reference yardstick" + (" of the same server" if len(servers) > 1 else "")
+            + ", the one of the two that other work on the machine disturbed least. "
             "other load: cores kept busy by anything but this benchmark (other jobs, the hypervisor) during the measured "
             f"run; a run with more than {noisy['above_other_load_cores']} is measured again, up to {noisy['max']} times, "
-            "and the quietest run is kept."
+            "and the quietest run is kept. server CPU: user + system CPU of the server's processes (its workers "
+            "included) per request completed."
         ),
     ]
     other = other_table(doc)
@@ -221,6 +318,12 @@ def render(doc: dict[str, Any]) -> str:
     if targets:
         parts += ["", targets_table(targets)]
     return "\n".join(parts)
+
+
+def servers_line(servers: Sequence[str]) -> str:
+    parts = {"uvicorn": "uvicorn (uvloop + httptools)", "granian": "granian (ASGI, uvloop, HTTP/1)"}
+    return ("one worker of " + " and of ".join(parts.get(s, s) for s in servers)
+            + ", for the service and the yardstick alike")
 
 
 def median(values: Sequence[float]) -> float:
@@ -237,7 +340,8 @@ def write_json(doc: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-GROUP_COLOURS = {"yardstick": "#888888", "read": "#2b7bba", "write": "#e08a1e", "mix": "#5a9e4b", "scaling": "#7a5195"}
+GROUP_COLOURS = {"yardstick": "#888888", "read": "#2b7bba", "write": "#e08a1e", "mix": "#5a9e4b", "scaling": "#7a5195",
+                 "cluster": "#1b9e9e"}
 
 
 def draw_chart(doc: dict[str, Any], path: Path) -> None:
@@ -259,7 +363,8 @@ def draw_chart(doc: dict[str, Any], path: Path) -> None:
             left.text(0.02, yi, "skipped: " + r.get("reason", ""), va="center", fontsize=8, color="#777777")
             continue
         ratio = r.get("ratio", 0.0)
-        left.barh(yi, ratio, color=colour, height=0.6)
+        hatch = None if server_of(r) == "uvicorn" else "//"  # granian's bars are hatched
+        left.barh(yi, ratio, color=colour, height=0.6, hatch=hatch)
         left.text(ratio + 0.01, yi, f"{ratio:.2f}  ({r['rps']:,.0f}/s)", va="center", fontsize=8)
         target = GROUP_TARGETS.get(r["group"])
         if target is not None:
@@ -271,13 +376,14 @@ def draw_chart(doc: dict[str, Any], path: Path) -> None:
     left.set_yticks(y)
     left.set_yticklabels(labels, fontsize=9)
     left.set_xlim(0, max(1.25, *(r.get("ratio", 0) + 0.3 for r in records if r["status"] == "ok")))
-    left.set_xlabel("requests/s as a ratio to the yardstick (red: the target)")
+    left.set_xlabel("requests/s as a ratio to the yardstick of the same server (red: the target; hatched: granian)")
     slowest = max((r["p99_ms"] for r in records if r["status"] == "ok"), default=1.0)
     right.set_xlim(0, slowest * 1.15)
     right.set_xlabel("latency, ms (light: p50, dark: p99)")
     settings = doc["settings"]
     fig.suptitle(f"sessionstore benchmark, {doc['started_utc']}: wrk -t{settings['wrk_threads']} -c{settings['connections']}, "
-                 f"{settings['duration_s']:g} s each, one uvicorn worker", fontsize=11)
+                 f"{settings['duration_s']:g} s each, one worker of {' and '.join(settings.get('servers') or ['uvicorn'])}",
+                 fontsize=11)
     fig.text(0.01, 0.01, one_line(doc["machine"]) + f"; git {doc['machine'].get('git', '?')}", fontsize=8, color="#555555")
     fig.tight_layout(rect=(0, 0.03, 1, 0.95))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,22 @@
 """The benchmark run: servers, data, scenarios, figures, in this order.
 
 1. a private redis-server on a free port;
-2. the yardstick (bench/yardstick.py) alone, measured, then stopped;
-3. the service alone, on that Redis, and with it, one at a time:
+2. the yardstick (bench/yardstick.py) alone, measured, then stopped, on
+   uvicorn and then on granian (``--server`` picks one or both);
+3. the service alone on the first server, on that Redis, and with it, one at a time:
    reads and writes on 1,000 sessions of 10 properties (LivePerson, native,
    Emporix), Redis memory per session, the 90/10 mix over 100,000 sessions,
    namespace deletes, then (once the service's sweeper has reclaimed the
    deleted sessions) reads at 1,000,000 stored sessions;
-4. the yardstick again; the quieter of the two is the reference of every ratio;
+4. the service on the other server (granian), on the same Redis and
+   sessions: LivePerson GET, native GET, LivePerson PATCH;
+5. a private Redis Cluster of three primaries, the same 1,000 sessions on it,
+   and LivePerson GET through the service (first server) on the cluster;
+6. the yardstick again on each server; of each server's two, the quieter is
+   the reference of every ratio of that server;
 then everything started is stopped, and the report printed and written.
+Each measured run records the CPU the server spent on it (its processes and
+their workers, from /proc) per request completed, and Redis's.
 
 Faces that are not mounted (their probe answers the router's 404) are
 reported as "skipped: face not present"; their scenarios are complete and run
@@ -37,9 +45,19 @@ from service.store import keys
 
 from . import report
 from .client import Http, Reply, is_router_404
-from .fill import PROPERTIES, Filler, RawRedis, command, session_ids
+from .fill import PROPERTIES, Filler, command, session_ids
 from .machine import describe
-from .procs import UVICORN_FLAGS, ProcessGroup, RedisServer, UvicornServer, cpu_split
+from .nodes import Nodes, RedisCluster, info
+from .procs import (
+    GRANIAN_FLAGS,
+    SERVERS,
+    UVICORN_FLAGS,
+    AppServer,
+    ProcessGroup,
+    RedisServer,
+    cpu_split,
+    tree_cpu_seconds,
+)
 from .wrk import Wrk, WrkResult, ensure_wrk, wrk_version
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,7 +74,9 @@ EMPORIX_POOL = 1000  # sessions per wrk thread for the version-checked PUT
 NOISY_CORES = report.NOISY_CORES
 
 SCENARIOS = ("lp-get", "native-get", "native-get-304", "emporix-get", "lp-patch", "native-patch", "emporix-put",
-             "mix", "reads-1m", "memory", "ns-delete")
+             "mix", "reads-1m", "memory", "ns-delete", "lp-get-cluster")
+OTHER_SERVER_SCENARIOS = ("lp-get", "native-get", "lp-patch")  # what the second server (granian) serves too
+CLUSTER_PRIMARIES = 3
 
 
 def lp_path(namespace: str) -> str:
@@ -89,12 +109,13 @@ class Options:
     quick: bool = False
     save: bool = False
     results_dir: Path = RESULTS
+    servers: tuple[str, ...] = SERVERS  # the first serves every scenario, the others OTHER_SERVER_SCENARIOS
 
     @property
     def complete(self) -> bool:
-        """A default run: everything, at the issue's sizes and 64 connections."""
+        """A default run: everything, at the issue's sizes and 64 connections, on both servers."""
         return not (self.quick or self.only or self.skip_million) and self.large_sessions == 1_000_000 \
-            and self.connections == 64
+            and self.connections == 64 and self.servers == SERVERS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -115,6 +136,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--retries", type=int, default=2,
                    help=f"measure a scenario again, up to this many times, when other work kept more than {NOISY_CORES} "
                    "cores busy during its run; the quietest run counts (default 2)")
+    p.add_argument("--server", choices=(*SERVERS, "both"), default="both",
+                   help="the HTTP server(s) of the yardstick and the service: with both (the default), every scenario "
+                   "on uvicorn, and the yardstick, " + ", ".join(OTHER_SERVER_SCENARIOS) + " on granian too")
     p.add_argument("--pin", action="store_true",
                    help="pin the server under test to one CPU, and wrk and Redis to the others (default: the scheduler decides)")
     p.add_argument("--save", action="store_true",
@@ -128,7 +152,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         if unknown:
             p.error(f"unknown scenario {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
     o = Options(connections=a.connections, skip_million=a.skip_million, only=only, quick=a.quick, save=a.save,
-                results_dir=a.results_dir, retries=a.retries, pin=a.pin)
+                results_dir=a.results_dir, retries=a.retries, pin=a.pin,
+                servers=SERVERS if a.server == "both" else (a.server,))
     if a.quick:
         o.duration_s, o.warmup_s = 3.0, 1.0
         o.mix_sessions, o.large_sessions, o.memory_sessions = 10_000, 20_000, 2_000
@@ -153,15 +178,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 # -- small helpers -------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def machine_busy_seconds() -> float:
     """CPU time all cores spent on anything but idling (and I/O wait) so far, steal included."""
     try:
@@ -177,30 +193,6 @@ def own_cpu_seconds() -> float:
     """This process's CPU time and its finished children's (wrk)."""
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
-
-
-def info(raw: RawRedis, section: str) -> dict[str, str]:
-    reply = raw.call("INFO", section)
-    assert isinstance(reply, bytes)
-    out = {}
-    for line in reply.decode().splitlines():
-        if ":" in line and not line.startswith("#"):
-            k, v = line.split(":", 1)
-            out[k] = v
-    return out
-
-
-def command_calls(raw: RawRedis) -> dict[str, int]:
-    calls = {}
-    for name, value in info(raw, "commandstats").items():
-        fields = dict(part.split("=", 1) for part in value.split(","))
-        calls[name.removeprefix("cmdstat_")] = int(fields["calls"])
-    return calls
-
-
-def redis_cpu(raw: RawRedis) -> float:
-    stats = info(raw, "cpu")
-    return float(stats["used_cpu_user"]) + float(stats["used_cpu_sys"])
 
 
 def find_properties(value: Any, marker: str = "botName", depth: int = 0) -> dict[str, Any] | None:
@@ -247,7 +239,8 @@ class Bench:
     records: list[dict[str, Any]] = field(default_factory=list)
     doc: dict[str, Any] = field(default_factory=dict)
     yardstick_rps: float | None = None
-    filled: dict[str, int] = field(default_factory=dict)
+    filled: dict[tuple[int, str], int] = field(default_factory=dict)  # (first Redis port, namespace): sessions
+    service_names: list[str] = field(default_factory=list)  # of every service started, for its log
     t0: float = field(default_factory=time.monotonic)
 
     # -- plumbing ------------------------------------------------------------------
@@ -256,12 +249,17 @@ class Bench:
         only = self.opts.only
         if only is None:
             return name != "reads-1m" or not self.opts.skip_million
-        return name in only or (name == "lp-get" and "reads-1m" in only)
+        return name in only or (name == "lp-get" and bool({"reads-1m", "lp-get-cluster"} & only))
+
+    @property
+    def primary(self) -> str:
+        """The server that serves every scenario (the others serve OTHER_SERVER_SCENARIOS)."""
+        return self.opts.servers[0]
 
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.t0:6.1f} s] {text}", flush=True)
 
-    def measure(self, server: UvicornServer, script: str, args: Sequence[str] | Callable[[int], Sequence[str]],
+    def measure(self, server: AppServer, script: str, args: Sequence[str] | Callable[[int], Sequence[str]],
                 warm_args: Sequence[str] | None = None, url: str | None = None) -> tuple[WrkResult, dict[str, Any]]:
         """A warm-up run (figures dropped), then the measured run, with what
         the server and Redis spent on it. A measured run during which the
@@ -290,60 +288,71 @@ class Bench:
         best[1]["other_load_attempts"] = seen
         return best
 
-    def _measured_run(self, server: UvicornServer, url: str, script: str, args: Sequence[str]) -> tuple[WrkResult, dict[str, Any]]:
+    def _measured_run(self, server: AppServer, url: str, script: str, args: Sequence[str]) -> tuple[WrkResult, dict[str, Any]]:
         assert server.process is not None
-        self.raw.call("CONFIG", "RESETSTAT")
-        cpu0, rcpu0, wall0 = cpu_seconds(server.process.pid), redis_cpu(self.raw), time.monotonic()
+        self.nodes.reset_stats()
+        (cpu0, _), rcpu0, wall0 = tree_cpu_seconds(server.process.pid), self.nodes.cpu_seconds(), time.monotonic()
         busy0, own0 = machine_busy_seconds(), own_cpu_seconds()
         result = self.wrk.run(url, script, args, self.opts.duration_s)
         wall = time.monotonic() - wall0
-        cpu, rcpu = cpu_seconds(server.process.pid) - cpu0, redis_cpu(self.raw) - rcpu0
+        cpu1, processes = tree_cpu_seconds(server.process.pid)
+        cpu, rcpu = cpu1 - cpu0, self.nodes.cpu_seconds() - rcpu0
         # what the rest of the machine (other people's work, the hypervisor) took meanwhile, in cores
         others = max(0.0, (machine_busy_seconds() - busy0) - (own_cpu_seconds() - own0) - cpu - rcpu) / wall
         if not server.alive():
             raise RuntimeError(f"{server.name} died during the run{server.log_tail()}")
         n = max(result.requests, 1)
-        calls = {k: round(v / n, 2) for k, v in sorted(command_calls(self.raw).items(), key=lambda kv: -kv[1])
-                 if k not in ("config", "info") and v / n >= 0.01}
+        calls = {k: round(v / n, 2) for k, v in sorted(self.nodes.command_calls().items(), key=lambda kv: -kv[1])
+                 if k.partition("|")[0] not in ("config", "info") and v / n >= 0.01}
         extra = {
             "server_cpu_share": round(cpu / wall, 2),  # of one core
-            "server_cpu_us_per_request": round(cpu * 1e6 / n, 1),
+            "server_cpu_us_per_request": round(cpu * 1e6 / n, 1),  # user + system, the server's processes and workers
+            "server_processes": processes,
             "redis_cpu_us_per_request": round(rcpu * 1e6 / n, 1),
             "redis_calls_per_request": calls,  # commands run inside Lua scripts included
             "other_load_cores": round(others, 2),
         }
         self.say(f"  {result.rps:,.0f} requests/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
-                 f"errors {result.error_count}; server CPU {cpu / wall:.0%}, other load {others:.2f} cores")
+                 f"errors {result.error_count}; server CPU {cpu / wall:.0%} ({cpu * 1e6 / n:,.0f} µs/request), "
+                 f"other load {others:.2f} cores")
         return result, extra
 
     def add(self, name: str, label: str, group: str, result: WrkResult | None = None, *, skipped: str | None = None,
-            **extra: Any) -> dict[str, Any]:
-        record = report.scenario(name, label, group, result.to_json() if result else None,
-                                 yardstick_rps=self.yardstick_rps, skipped=skipped, **extra)
+            server: str | None = None, **extra: Any) -> dict[str, Any]:
+        """A scenario's record; ``server``: the one it ran on (default: the
+        current service's). On a server other than uvicorn, the name and
+        label say which (e.g. lp-get-granian); ``scenario`` is the name
+        without it."""
+        server = server or self.service.server
+        full, shown = (name, label) if server == "uvicorn" else (f"{name}-{server}", f"{label}, on {server}")
+        record = report.scenario(full, shown, group, result.to_json() if result else None, yardstick_rps=self.yardstick_rps,
+                                 skipped=skipped, server=server, scenario=name, **extra)
         self.records.append(record)
         if skipped:
-            self.say(f"{label}: skipped: {skipped}")
+            self.say(f"{shown}: skipped: {skipped}")
         return record
 
     def generation(self, namespace: str) -> int:
-        g = self.raw.call("HGET", keys.namespace(TENANT, namespace), "g")
+        key = keys.namespace(TENANT, namespace)
+        g = self.nodes.call(key, "HGET", key, "g")
         return int(g) if isinstance(g, bytes) else 0
 
     def lp_namespace(self, namespace: str, count: int) -> None:
         """Namespace ``namespace`` with ``count`` sessions of ten properties
         (ids ID % 0..count-1): made with one HTTP call, filled straight into Redis."""
-        if self.filled.get(namespace) == count:
+        if self.filled.get((self.nodes.ports[0], namespace)) == count:
             return
         started = time.monotonic()
         self.http.expect("POST", f"/v1/account/{TENANT}", {"name": namespace})
-        filler = Filler(self.redis.port, TENANT, namespace, self.generation(namespace))
+        filler = self.nodes.filler(TENANT, namespace, self.generation(namespace))
         filler.fill(session_ids(count, ID), progress=f"filling {namespace}" if count >= 50_000 else None)
         last = self.http.expect("GET", lp_path(namespace) + ID % (count - 1) + "/properties").json()
         expected = {name: json.loads(value) for name, value in PROPERTIES}
         if last != expected:
             raise RuntimeError(f"a filled session does not read back as written: {last!r}")
-        self.filled[namespace] = count
-        self.say(f"filled {namespace}: {count:,} sessions in {time.monotonic() - started:.1f} s")
+        self.filled[(self.nodes.ports[0], namespace)] = count
+        where = f" on the {len(self.nodes.ports)} nodes" if len(self.nodes.ports) > 1 else ""
+        self.say(f"filled {namespace}{where}: {count:,} sessions in {time.monotonic() - started:.1f} s")
 
     # -- the run ---------------------------------------------------------------------
 
@@ -351,8 +360,8 @@ class Bench:
         self.t0 = time.monotonic()
         started = datetime.now(UTC)
         binary = ensure_wrk()
-        self.server_cpus, load_cpus = cpu_split() if self.opts.pin else (None, None)
-        self.wrk = Wrk(self.procs, binary, connections=self.opts.connections, cpus=load_cpus)
+        self.server_cpus, self.load_cpus = cpu_split() if self.opts.pin else (None, None)
+        self.wrk = Wrk(self.procs, binary, connections=self.opts.connections, cpus=self.load_cpus)
         machine = describe(wrk_version(binary))
         self.doc = {
             "started_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -360,29 +369,26 @@ class Bench:
             "settings": {
                 "duration_s": self.opts.duration_s, "warmup_s": self.opts.warmup_s,
                 "connections": self.opts.connections, "wrk_threads": self.wrk.threads,
-                "uvicorn": " ".join(UVICORN_FLAGS), "quick": self.opts.quick,
-                "cpus": {"server": self.server_cpus, "wrk_and_redis": load_cpus},
+                "servers": list(self.opts.servers),
+                "uvicorn": " ".join(UVICORN_FLAGS), "granian": " ".join(GRANIAN_FLAGS), "quick": self.opts.quick,
+                "cpus": {"server": self.server_cpus, "wrk_and_redis": self.load_cpus},
                 "retries_when_noisy": {"max": self.opts.retries, "above_other_load_cores": NOISY_CORES},
                 "only": sorted(self.opts.only) if self.opts.only else None,
                 "sessions": {"small": self.opts.small_sessions, "mix": self.opts.mix_sessions,
                              "large": None if not self.wanted("reads-1m") else self.opts.large_sessions},
+                "cluster_primaries": CLUSTER_PRIMARIES if self.wanted("lp-get-cluster") else None,
             },
             "machine": machine,
         }
-        self.redis = RedisServer(self.procs, self.workdir, cpus=load_cpus).start()
-        self.raw = RawRedis(self.redis.port)
+        self.redis = RedisServer(self.procs, self.workdir, cpus=self.load_cpus).start()
+        self.nodes = self.single = Nodes([self.redis.port])
+        self.raw = self.single.first
         self.say(f"redis-server on port {self.redis.port}")
 
-        yardstick = UvicornServer(self.procs, self.workdir, "bench.yardstick:app", "yardstick", cpus=self.server_cpus).start()
-        self.say(f"yardstick (bare Starlette) on port {yardstick.port}")
-        result, extra = self.measure(yardstick, "plain.lua", [], url=yardstick.base + "/")
-        self.yardstick_rps = result.rps  # for now; the quieter of the two yardsticks is the reference in the end
-        self.add("yardstick", "yardstick (bare Starlette), at the start", "yardstick", result, **extra)
-        yardstick.stop()
+        for server in self.opts.servers:
+            self.yardstick(server, "")
 
-        self.service = UvicornServer(self.procs, self.workdir, "bench.service_app:app", "service", factory=True, cpus=self.server_cpus,
-                                     env={"SESSIONSTORE_REDIS_URL": self.redis.url}, ready_path="/readyz").start()
-        self.say(f"service on port {self.service.port}")
+        self.service = self.start_service(self.primary, self.redis.url)
         with Http(self.service.port) as self.http:
             self.small_phase()
             if self.wanted("memory"):
@@ -395,23 +401,92 @@ class Bench:
                 self.scaling()
             elif self.opts.skip_million:
                 self.doc["scaling"] = {"status": "skipped", "reason": "--skip-million"}
-        self.doc["service_log"] = self.service_log()
         self.service.stop()
+        for server in self.opts.servers[1:]:
+            if any(self.wanted(s) for s in OTHER_SERVER_SCENARIOS):
+                self.other_server_phase(server)
+        if self.wanted("lp-get-cluster"):
+            self.cluster_phase()
+        self.doc["service_log"] = self.service_log()
 
-        # The yardstick again: how much did the machine drift? The quieter of
-        # the two is the reference of every ratio.
-        yardstick = UvicornServer(self.procs, self.workdir, "bench.yardstick:app", "yardstick-end",
-                                  cpus=self.server_cpus).start()
-        self.say("yardstick again")
-        result, extra = self.measure(yardstick, "plain.lua", [], url=yardstick.base + "/")
-        self.add("yardstick-end", "yardstick (bare Starlette), at the end", "yardstick", result, **extra)
-        yardstick.stop()
+        # The yardsticks again: how much did the machine drift? Of each
+        # server's two, the quieter is the reference of that server's ratios.
+        for server in self.opts.servers:
+            self.yardstick(server, "-end")
         report.apply_reference(self.doc, self.records)
+        if self.wanted("lp-get-cluster"):
+            self.doc["cluster"] = report.cluster_figure(self.records)
 
         self.doc["scenarios"] = self.records
         self.doc["targets"] = report.evaluate_targets(self.doc)
         self.doc["wall_s"] = round(time.monotonic() - self.t0, 1)
         return self.doc
+
+    def yardstick(self, server: str, suffix: str) -> None:
+        """The yardstick on ``server``, measured, then stopped (``suffix``: "" at the start, "-end" at the end)."""
+        name = "yardstick" + suffix + ("" if server == "uvicorn" else f"-{server}")
+        yardstick = AppServer(self.procs, self.workdir, "bench.yardstick:app", name, server=server,
+                              cpus=self.server_cpus).start()
+        self.say(f"yardstick (bare Starlette) on {server}, port {yardstick.port}" + (", again" if suffix else ""))
+        result, extra = self.measure(yardstick, "plain.lua", [], url=yardstick.base + "/")
+        if self.yardstick_rps is None:
+            self.yardstick_rps = result.rps  # for now; the quieter of the two yardsticks is the reference in the end
+        self.add("yardstick" + suffix, f"yardstick (bare Starlette), at the {'end' if suffix else 'start'}", "yardstick",
+                 result, server=server, **extra)
+        yardstick.stop()
+
+    def start_service(self, server: str, redis_url: str, name: str = "service") -> AppServer:
+        """The service on ``server``, on the Redis (or cluster) at ``redis_url``."""
+        service = AppServer(self.procs, self.workdir, "bench.service_app:app", name, server=server, factory=True,
+                            cpus=self.server_cpus, env={"SESSIONSTORE_REDIS_URL": redis_url}, ready_path="/readyz").start()
+        self.service_names.append(name)
+        self.say(f"service on {server}, port {service.port}, Redis {redis_url}")
+        return service
+
+    def other_server_phase(self, server: str) -> None:
+        """OTHER_SERVER_SCENARIOS on the service on ``server``, on the same Redis and sessions."""
+        n, ns = self.opts.small_sessions, "lp1k"
+        self.service = self.start_service(server, self.redis.url, name=f"service-{server}")
+        try:
+            with Http(self.service.port) as self.http:
+                self.lp_namespace(ns, n)  # filled already, unless only native GET ran before
+                if self.wanted("lp-get"):
+                    self.lp_get(ns, n)
+                if self.wanted("native-get"):
+                    self.native_get(self.probe_native(ns), ns, n)
+                if self.wanted("lp-patch"):
+                    self.lp_patch(ns, n)
+        finally:
+            self.service.stop()
+
+    def cluster_phase(self) -> None:
+        """LivePerson GET on a private Redis Cluster of CLUSTER_PRIMARIES
+        primaries, through the service on the first server, on sessions
+        filled as on the one Redis (each to the node of its slot)."""
+        n, ns = self.opts.small_sessions, "lp1k"
+        self.say(f"a Redis Cluster of {CLUSTER_PRIMARIES} primaries")
+        cluster = RedisCluster(self.procs, self.workdir, size=CLUSTER_PRIMARIES, cpus=self.load_cpus)
+        try:
+            try:
+                cluster.start()
+            except RuntimeError as exc:  # no redis-cli, or a cluster that did not settle: the rest of the run stands
+                self.add("lp-get-cluster", f"LivePerson GET on a {CLUSTER_PRIMARIES}-primary Redis Cluster", "cluster",
+                         skipped=f"the Redis Cluster did not start: {exc}", server=self.primary)
+                return
+            self.nodes = Nodes(cluster.ports, cluster=True)
+            self.service = self.start_service(self.primary, cluster.url, name="service-cluster")
+            with Http(self.service.port) as self.http:
+                self.lp_namespace(ns, n)
+                self.say(f"LivePerson GET of a random session of {n:,}, on the Redis Cluster")
+                result, extra = self.measure(self.service, "random.lua", ["GET", lp_path(ns), "/properties", str(n), ID])
+                self.add("lp-get-cluster", f"LivePerson GET on a {CLUSTER_PRIMARIES}-primary Redis Cluster", "cluster", result,
+                         primaries=CLUSTER_PRIMARIES, **extra)
+            self.service.stop()
+        finally:
+            if self.nodes is not self.single:
+                self.nodes.close()
+            self.nodes = self.single
+            cluster.stop()
 
     def close(self) -> None:
         try:
@@ -422,11 +497,13 @@ class Bench:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def service_log(self) -> list[str]:
-        """What the service logged (at warning and above): the first lines."""
-        path = self.workdir / "service.log"
-        if not path.exists():
-            return []
-        lines = path.read_text(errors="replace").splitlines()
+        """What the services logged (at warning and above): the first lines
+        of each, marked with the service's name."""
+        lines: list[str] = []
+        for name in dict.fromkeys(self.service_names):
+            path = self.workdir / f"{name}.log"
+            if path.exists():
+                lines += [line if name == "service" else f"[{name}] {line}" for line in path.read_text(errors="replace").splitlines()]
         return lines[:20] + ([f"... {len(lines) - 20} more lines"] if len(lines) > 20 else [])
 
     # -- scenarios on 1,000 sessions ------------------------------------------------------
@@ -437,9 +514,7 @@ class Bench:
         if any(self.wanted(s) for s in needs_lp):
             self.lp_namespace(ns, n)
         if self.wanted("lp-get"):
-            self.say(f"LivePerson GET of a random session of {n:,}")
-            result, extra = self.measure(self.service, "random.lua", ["GET", lp_path(ns), "/properties", str(n), ID])
-            self.add("lp-get", "LivePerson GET (10 properties)", "read", result, **extra)
+            self.lp_get(ns, n)
         probe = None
         if any(self.wanted(s) for s in ("native-get", "native-get-304", "native-patch")):
             probe = self.probe_native(ns)
@@ -453,14 +528,22 @@ class Bench:
         if self.wanted("emporix-get"):
             self.emporix_get(emporix, n)
         if self.wanted("lp-patch"):
-            self.say(f"LivePerson PATCH of one property of a random session of {n:,}")
-            result, extra = self.measure(self.service, "random.lua",
-                                         ["PATCH", lp_path(ns), "/properties", str(n), ID, PATCH_BODY, "application/json"])
-            self.add("lp-patch", "LivePerson PATCH of one property", "write", result, **extra)
+            self.lp_patch(ns, n)
         if self.wanted("native-patch"):
             self.native_patch(probe, ns, n)
         if self.wanted("emporix-put"):
             self.emporix_put(emporix)
+
+    def lp_get(self, ns: str, n: int) -> None:
+        self.say(f"LivePerson GET of a random session of {n:,}, on {self.service.server}")
+        result, extra = self.measure(self.service, "random.lua", ["GET", lp_path(ns), "/properties", str(n), ID])
+        self.add("lp-get", "LivePerson GET (10 properties)", "read", result, **extra)
+
+    def lp_patch(self, ns: str, n: int) -> None:
+        self.say(f"LivePerson PATCH of one property of a random session of {n:,}, on {self.service.server}")
+        result, extra = self.measure(self.service, "random.lua",
+                                     ["PATCH", lp_path(ns), "/properties", str(n), ID, PATCH_BODY, "application/json"])
+        self.add("lp-patch", "LivePerson PATCH of one property", "write", result, **extra)
 
     # -- native API ------------------------------------------------------------------------
 
@@ -686,7 +769,8 @@ class Bench:
         result, extra = self.measure(self.service, "random.lua", ["GET", lp_path(ns), "/properties", str(n), ID])
         record = self.add("reads-1m", f"LivePerson GET at {n:,} stored sessions", "scaling", result,
                           redis_keys=stored, **extra)
-        small = next((r for r in self.records if r["name"] == "lp-get" and r["status"] == "ok"), None)
+        small = next((r for r in self.records if r.get("scenario") == "lp-get" and r["server"] == self.service.server
+                      and r["status"] == "ok"), None)
         if small is None:
             self.doc["scaling"] = {"status": "skipped", "reason": "no LivePerson GET at 1,000 sessions to compare with"}
             return

@@ -1,10 +1,16 @@
-"""The benchmark harness's pure parts (no servers, no wrk, no timing):
+"""The benchmark harness: its pure parts (no servers, no wrk, no timing):
 reading wrk's figures, the report's tables and targets, the command line,
-the RESP encoding of the filler."""
+the RESP encoding of the filler; and one short real run (every server, one
+Redis and a Redis Cluster) whose JSON must hold every figure, without
+asserting any speed."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,7 @@ import pytest
 
 from bench import fill, report
 from bench.client import Reply, is_router_404
+from bench.procs import ROOT, tree_cpu_seconds
 from bench.run import Options, find_properties, parse_args, save
 from bench.wrk import WrkError, parse_output
 
@@ -43,11 +50,14 @@ def test_wrk_output_without_the_json_line_is_an_error() -> None:
         parse_output("Running 10s test\nRequests/sec: 100\n")
 
 
-def record(name: str, group: str, rps: float, p50: float, p99: float, yardstick: float = 10000.0, **extra: Any) -> dict[str, Any]:
+def record(name: str, group: str, rps: float, p50: float, p99: float, yardstick: float = 10000.0, server: str = "uvicorn",
+           **extra: Any) -> dict[str, Any]:
     wrk = {"requests": int(rps * 10), "duration_s": 10.0, "rps": rps, "p50_ms": p50, "p99_ms": p99,
            "errors": {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}, "latency_us": {}}
     wrk.update(extra)
-    return report.scenario(name, name, group, wrk, yardstick_rps=yardstick)
+    scenario = name.removesuffix(f"-{server}")
+    return report.scenario(name, name, group, wrk, yardstick_rps=yardstick, server=server, scenario=scenario,
+                           server_cpu_us_per_request=rps / 100)
 
 
 def document() -> dict[str, Any]:
@@ -89,7 +99,7 @@ def test_ratios_are_to_the_yardstick() -> None:
     doc = document()
     by_name = {r["name"]: r for r in doc["scenarios"]}
     assert by_name["lp-get"]["ratio"] == 0.8
-    assert by_name["emporix-get"] == {"name": "emporix-get", "label": "Emporix GET", "group": "read",
+    assert by_name["emporix-get"] == {"name": "emporix-get", "label": "Emporix GET", "group": "read", "server": "uvicorn",
                                       "status": "skipped", "reason": "face not present"}
     assert by_name["mix"]["error_share"] == pytest.approx(500 / 64000, abs=1e-4)
 
@@ -145,6 +155,81 @@ def test_command_line() -> None:
     assert only.only == frozenset({"lp-get", "mix", "memory"}) and not only.complete
     with pytest.raises(SystemExit):
         parse_args(["--only", "no-such-scenario"])
+    assert default.servers == ("uvicorn", "granian")
+    one = parse_args(["--server", "granian", "--only", "lp-get-cluster"])
+    assert one.servers == ("granian",) and one.only == frozenset({"lp-get-cluster"}) and not one.complete
+    assert not parse_args(["--server", "uvicorn"]).complete
+    with pytest.raises(SystemExit):
+        parse_args(["--server", "hypercorn"])
+
+
+def two_servers() -> dict[str, Any]:
+    """A run on uvicorn and granian, with the cluster scenario."""
+    doc = document()
+    doc["settings"]["servers"] = ["uvicorn", "granian"]
+    records = [
+        record("yardstick", "yardstick", 10000, 2.0, 4.0),
+        record("yardstick-granian", "yardstick", 20000, 1.0, 2.0, server="granian", other_load_cores=0.5),
+        record("yardstick-end-granian", "yardstick", 18000, 1.0, 2.0, server="granian", other_load_cores=0.1),
+        record("lp-get", "read", 5000, 3.0, 8.0),
+        record("lp-get-granian", "read", 6000, 3.0, 8.0, server="granian"),
+        record("lp-get-cluster", "cluster", 4500, 3.0, 8.0, primaries=3),
+        record("lp-patch-granian", "write", 3600, 3.0, 8.0, server="granian"),
+    ]
+    report.apply_reference(doc, records)
+    doc["cluster"] = report.cluster_figure(records)
+    return doc
+
+
+def test_each_server_has_its_reference_yardstick() -> None:
+    doc = two_servers()
+    by_name = {r["name"]: r for r in doc["scenarios"]}
+    assert doc["servers"]["uvicorn"]["reference"] == "yardstick" and doc["yardstick_rps"] == 10000
+    assert doc["servers"]["granian"] == {"reference": "yardstick-end-granian", "yardstick_rps": 18000,
+                                         "yardstick_over_uvicorn": 1.8}
+    assert by_name["lp-get"]["ratio"] == 0.5 and by_name["lp-get"]["ratio_to_uvicorn_yardstick"] == 0.5
+    assert by_name["lp-get-granian"]["ratio"] == pytest.approx(0.333, abs=1e-3)
+    assert by_name["lp-get-granian"]["ratio_to_uvicorn_yardstick"] == 0.6
+    assert by_name["lp-patch-granian"]["ratio"] == 0.2
+    assert [r["name"] for r in doc["scenarios"] if r.get("reference")] == ["yardstick", "yardstick-end-granian"]
+    assert report.doc_reference(doc["scenarios"]) == "yardstick"
+
+
+def test_the_cluster_ratio_is_to_one_redis_on_the_same_server() -> None:
+    doc = two_servers()
+    assert doc["cluster"]["status"] == "ok" and doc["cluster"]["ratio"] == 0.9
+    assert doc["cluster"]["single"] == "lp-get" and doc["cluster"]["server"] == "uvicorn"
+    assert doc["cluster"]["cluster_server_cpu_us_per_request"] == 45
+    targets = {t["figure"]: t for t in report.evaluate_targets(doc)}
+    assert targets["LivePerson GET on a 3-primary Redis Cluster / on one Redis"]["result"] == "PASS"
+    # the targets are the first server's: granian's rows are reported, not judged
+    assert not any("granian" in figure for figure in targets)
+    assert "lp-patch: ratio to the yardstick" not in targets
+    cluster = [r for r in doc["scenarios"] if r["group"] == "cluster"]
+    assert report.cluster_figure(doc["scenarios"][:3] + cluster)["status"] == "skipped"  # no LivePerson GET on one Redis
+    skipped = report.scenario("lp-get-cluster", "cluster", "cluster", skipped="no redis-cli")
+    assert report.cluster_figure([skipped]) == {"status": "skipped", "reason": "no redis-cli"}
+
+
+def test_the_report_of_two_servers() -> None:
+    text = report.render(two_servers())
+    assert "| server " in text and "ratio to uvicorn yardstick" in text and "server CPU µs/request" in text
+    assert "4,500 vs 5,000 requests/s = 0.90 ×" in text and "yardstick on granian / on uvicorn" in text
+    assert "of uvicorn (uvloop + httptools) and of granian" in text
+    for block in text.split("\n\n")[1:]:
+        widths = {len(line) for line in block.splitlines() if line.startswith("|")}
+        assert len(widths) <= 1, block
+
+
+def test_the_cpu_of_a_process_tree_counts_its_children() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        seconds, processes = tree_cpu_seconds(os.getpid())
+        assert seconds > 0 and processes >= 2
+        assert tree_cpu_seconds(child.pid)[1] == 1
+    finally:
+        child.communicate(b"")
+    assert tree_cpu_seconds(child.pid) == (0.0, 0)  # gone
 
 
 def test_a_partial_run_writes_nothing_unless_asked(tmp_path: Path) -> None:
@@ -156,10 +241,11 @@ def test_a_partial_run_writes_nothing_unless_asked(tmp_path: Path) -> None:
     assert json.loads(written[0].read_text())["yardstick_rps"] == 10000.0
 
 
-def test_the_chart_is_a_png(tmp_path: Path) -> None:
+@pytest.mark.parametrize("doc", [document, two_servers])
+def test_the_chart_is_a_png(tmp_path: Path, doc: Any) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / "chart.png"
-    report.draw_chart(document(), path)
+    report.draw_chart(doc(), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -206,3 +292,33 @@ async def test_filled_sessions_read_back_through_the_store(redis_server: Any) ->
     finally:
         await client.flushall()
         await client.aclose()
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (python -m bench installs it with apt-get)")
+def test_a_short_run_records_every_figure(tmp_path: Path) -> None:
+    """The cluster scenario with its one-Redis counterpart, on both servers,
+    1 s each: every record has the service's CPU per request, the cluster
+    ratio is there. No speed is asserted."""
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "lp-get-cluster", "--duration", "1", "--warmup", "0",
+         "--retries", "0", "--save", "--results-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (written,) = tmp_path.glob("*-partial.json")
+    doc = json.loads(written.read_text())
+    by_name = {r["name"]: r for r in doc["scenarios"]}
+    assert set(by_name) == {"yardstick", "yardstick-granian", "lp-get", "lp-get-granian", "lp-get-cluster",
+                            "yardstick-end", "yardstick-end-granian"}
+    for r in doc["scenarios"]:
+        assert r["status"] == "ok" and r["requests"] > 0, r
+        assert r["server_cpu_us_per_request"] > 0 and r["redis_cpu_us_per_request"] >= 0, r
+        assert r["server_processes"] >= (2 if r["server"] == "granian" else 1), r  # granian: its worker counted too
+        assert r["ratio"] > 0 and r["ratio_to_uvicorn_yardstick"] > 0, r
+    assert by_name["lp-get-cluster"]["redis_calls_per_request"], "the cluster nodes' commands are counted"
+    cluster = doc["cluster"]
+    assert cluster["status"] == "ok" and cluster["ratio"] > 0 and cluster["primaries"] == 3
+    assert cluster["single"] == "lp-get" and cluster["server"] == "uvicorn"
+    assert set(doc["servers"]) == {"uvicorn", "granian"} and doc["servers"]["granian"]["yardstick_over_uvicorn"] > 0
+    assert "LivePerson GET on a 3-primary Redis Cluster / on one Redis" in {t["figure"] for t in doc["targets"]}
+    assert written.with_suffix(".png").exists() or "matplotlib is missing" in run.stderr
