@@ -27,9 +27,9 @@ from .web import Context
 log = logging.getLogger("sessionstore")
 
 # The API faces; each module has routes(ctx) -> list of routes. Their paths do
-# not overlap, so the order is the router's: the busiest first (the native
-# face is one Mount, passed over with one check; the customer calls, under its
-# paths, are inside that Mount: see native.routes).
+# not overlap (the router, routing.Routes, tries only the routes of a path's
+# first segment: /api, /v1, /v2, /session-context, /sessions...), and within a
+# face the busiest come first.
 FACES = (native, liveperson, liveperson_v2, emporix, genesys, health, metrics, docs, console)
 
 

@@ -178,6 +178,22 @@ class Unmatched:
         await self.answers.render(ApiError(404, self.message))(scope, receive, send)
 
 
+class Unserved(Mount):
+    """The paths under ``path`` that no route serves, answered by ``app`` (a
+    face's own 404). It matches them only partially, as a route of another
+    method does: a route that serves the path, or takes it with another
+    method (405), comes first wherever it is."""
+
+    def __init__(self, path: str, app: Unmatched) -> None:
+        super().__init__(path, app=app)
+        # Starlette's Mount matches the rest of the path with ".*", which stops at a newline
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        return (Match.PARTIAL if match is Match.FULL else match), child
+
+
 class Routes(Router):
     """Starlette's Router, which tries only the routes that can match a
     path's first segment (``/v1``, ``/api``, ``/session-context``...), in

@@ -28,7 +28,7 @@ from ..store import customers
 from ..store.core import UNAVAILABLE, SessionStore
 from ..store.customers import Api
 from ..web import Context, JsonResponse, iso8601
-from .native_wire import ANSWERS, SessionMetadata, resource
+from .native_wire import ANSWERS, PREFIX, SessionMetadata, resource
 from .native_wire import FACE as NATIVE
 
 API_DESCRIPTION = (
@@ -216,7 +216,7 @@ class CustomersFace:
         return JsonResponse(ENCODER.encode(Erased(erased)))
 
     def routes(self) -> list[Endpoint]:
-        customer = "/{tenant}/customers/{customerId}"
+        customer = PREFIX + "/{tenant}/customers/{customerId}"
         table: list[tuple[str, str, Any]] = [
             (customer + "/sessions", "GET", self.list_sessions),
             (customer + "/export", "GET", self.export),
@@ -226,6 +226,6 @@ class CustomersFace:
 
 
 def routes(ctx: Context) -> list[Endpoint]:
-    """The customer calls, relative to the native face's PREFIX: native.routes
-    mounts them inside its own Mount (one Mount check per request)."""
+    """The customer calls: native.routes puts them with its own, before the
+    Mount that answers the prefix's unknown paths."""
     return CustomersFace(ctx).routes()

@@ -29,7 +29,6 @@ unties, and a body without it keeps the tie (on PUT too). The ties of the
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -37,10 +36,10 @@ import msgspec
 from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Router
+from starlette.routing import BaseRoute
 
 from ..operations import Content, Param, operation
-from ..routing import Unmatched, build_routes
+from ..routing import Unmatched, Unserved, build_routes
 from ..store.core import Changes, EventsLost, Existence, WriteResult
 from ..store.customers import RESERVED_APIS
 from ..web import ApiError, Context, EmptyResponse, JsonResponse, etag_header, int_param, query
@@ -59,6 +58,7 @@ from .native_wire import (
     IF_NONE_MATCH_WRITE,
     MERGE_PATCH_JSON,
     PATCH_BODY,
+    PREFIX,
     REPLACE_BODY,
     SESSION_ANSWER,
     TTL,
@@ -68,8 +68,6 @@ from .native_wire import (
     problem,
     resource,
 )
-
-PREFIX = "/api/v1/tenants"
 
 
 class NativeFace(NativeRequests):
@@ -305,10 +303,10 @@ class NativeFace(NativeRequests):
     # -- routes -----------------------------------------------------------------
 
     def routes(self, more: Sequence[BaseRoute] = ()) -> list[BaseRoute]:
-        """The face's one Mount, with ``more`` (other calls under its paths,
-        e.g. the customer calls) inside it after its own routes: so a request
-        passes one Mount check, whichever face it is for."""
-        sessions = "/{tenant}/namespaces/{namespace}/sessions"
+        """The face's routes, with ``more`` (other calls under its paths, e.g.
+        the customer calls) after its own, and last the prefix's unserved
+        paths: a 404 in problem details (not in another face's format)."""
+        sessions = PREFIX + "/{tenant}/namespaces/{namespace}/sessions"
         session = sessions + "/{sessionId}"
         prop = session + "/properties/{name}"
         directory = Directory(self.ctx)
@@ -319,7 +317,7 @@ class NativeFace(NativeRequests):
             (session, "PUT", self.put_session),
             (session, "PATCH", self.patch_session),
             (session, "DELETE", self.delete_session),
-            ("/{tenant}/namespaces", "GET", directory.list_namespaces),
+            (PREFIX + "/{tenant}/namespaces", "GET", directory.list_namespaces),
             (sessions, "GET", self.list_sessions),
             (sessions + ":batchGet", "POST", self.batch_get),
             (session + ":touch", "POST", self.touch),
@@ -328,14 +326,9 @@ class NativeFace(NativeRequests):
             (prop, "PUT", properties.put_property),
             (prop, "DELETE", properties.delete_property),
             (prop + ":increment", "POST", properties.increment),
+            (WHOAMI, "GET", directory.whoami),
         ]
-        inner = build_routes(table, FACE, self.ctx, ANSWERS)
-        mount = Mount(PREFIX, app=Router([*inner, *more], redirect_slashes=False, default=Unmatched(ANSWERS)))
-        # Starlette's Mount matches the rest of the path with ".*", which stops at a
-        # newline: a %0A in a name would fall out of the face (a 404 not in its format)
-        # instead of reaching the name checks (400 problem).
-        mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
-        return [mount, *build_routes([(WHOAMI, "GET", directory.whoami)], FACE, self.ctx, ANSWERS)]
+        return [*build_routes(table, FACE, self.ctx, ANSWERS), *more, Unserved(PREFIX, Unmatched(ANSWERS))]
 
 
 def routes(ctx: Context) -> list[BaseRoute]:

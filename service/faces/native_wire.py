@@ -18,6 +18,7 @@ from ..routing import Answers
 from ..store.core import Session as StoredSession
 from ..web import ApiError, JsonResponse, iso8601, raw_headers
 
+PREFIX = "/api/v1/tenants"  # of every path but /api/v1/whoami
 MAX_TTL_S = 10 * 366 * 24 * 3600
 PROBLEM_JSON = "application/problem+json"
 MERGE_PATCH_JSON = "application/merge-patch+json"
