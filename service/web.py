@@ -104,7 +104,7 @@ class Context:
         if found is None:
             secret = presented_secret(request.headers)
             if secret is None and query_token:
-                secret = request.query_params.get("access_token", "").strip() or None
+                secret = (query(request, "access_token") or "").strip() or None
             try:
                 found = self.auth.authenticate(secret)
                 state[KEY_ID_STATE] = found.id
@@ -154,11 +154,21 @@ class Context:
 
 
 def query(request: Request, name: str) -> str | None:
-    """A query parameter (the first of its name); None when it is not there.
-    A request without a query string costs no parsing."""
-    if not request.scope["query_string"]:
+    """A query parameter, as ``request.query_params.get`` finds it (the last
+    of its name); None when it is not there. A query string with nothing to
+    unquote (no ``%``, no ``+``) is split as it is, not parsed."""
+    raw: bytes = request.scope["query_string"]
+    if not raw:
         return None
-    return request.query_params.get(name)
+    if b"%" in raw or b"+" in raw:
+        return request.query_params.get(name)
+    wanted = name.encode("latin-1")
+    found = None
+    for part in raw.split(b"&"):
+        key, _, value = part.partition(b"=")
+        if key == wanted:
+            found = value
+    return None if found is None else found.decode("latin-1")
 
 
 def int_param(request: Request, name: str, default: int | None, low: int, high: int | None = None) -> int | None:

@@ -29,7 +29,6 @@ found.``; clients tell a conflict from that message).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -39,9 +38,9 @@ from starlette.responses import Response
 from ..bodies import VendorBody, read
 from ..operations import Content, operation
 from ..routing import Endpoint, build_routes
-from ..store.core import Changes, Existence, Session, Status, WriteResult
+from ..store.core import Changes, Session
 from ..web import ApiError, Context, EmptyResponse, JsonResponse, query
-from .emporix_checks import Check, Customers, OwnContext, needs_attribute, owner_may, owner_of
+from .emporix_checks import Customers, OwnContext, needs_attribute, owner_may, owner_of
 from .emporix_wire import (
     ANSWERS,
     ATTRIBUTE_BODY,
@@ -50,6 +49,7 @@ from .emporix_wire import (
     CUSTOMER_ID,
     ENCODER,
     FACE,
+    NAMESPACE,
     NO_ATTRIBUTE,
     NOT_FOUND,
     PATCH_BODY,
@@ -61,36 +61,19 @@ from .emporix_wire import (
     ContextAttribute,
     SessionContext,
     SessionNotFound,
-    busy,
     context_response,
     members,
     not_found,
     text,
-    version_conflict,
 )
+from .emporix_writes import Contexts
 
-NAMESPACE = "__emporix__"
 TENANT_RE = re.compile(r"[a-z][a-z0-9]{2,15}")  # the vendor's ^[a-z][a-z0-9]+$, 3 to 16 characters
 PATCH_FIELDS = ("siteCode", "currency", "targetLocation", "language")  # what PATCH /me/context takes
-# Writes that must see what they checked (an owner, an attribute that is there)
-# are pinned to the version read with the check; when another write comes in
-# between, those without a client version start over, at most this many
-# times, and then answer 503 (the server's own read and write kept colliding).
-MAX_ATTEMPTS = 32
 
 
 def no_content() -> Response:
     return EmptyResponse(204)
-
-
-def written(result: WriteResult, session_id: str) -> WriteResult:
-    if result.status is Status.MISSING:
-        raise not_found(session_id)
-    if result.status is Status.TOO_LARGE:
-        raise ApiError(413, "the session context would be too large")
-    if result.status is Status.TOO_MANY:
-        raise ApiError(413, "the session context would have too many properties")
-    return result
 
 
 class EmporixFace:
@@ -98,7 +81,7 @@ class EmporixFace:
         self.ctx = ctx
         self.store = ctx.store
         self.customers = Customers(ctx)
-        self.idle_ttl_ms = ctx.settings.emporix_idle_ttl_s * 1000
+        self.contexts = Contexts(ctx.store, ctx.settings.emporix_idle_ttl_s * 1000)
 
     # -- request parts ---------------------------------------------------------
 
@@ -132,77 +115,6 @@ class EmporixFace:
     async def _body(self, request: Request, body: VendorBody[Any]) -> Any:
         settings = self.ctx.settings
         return body.decode(await read(request, settings.max_body_bytes), settings.max_json_depth)
-
-    # -- storage ---------------------------------------------------------------
-
-    async def _change(
-        self,
-        tenant: str,
-        session_id: str,
-        changes: Callable[[bool], Changes],
-        *,
-        check: Check | None = None,
-        read: Sequence[str] = (CUSTOMER_ID,),
-        version: int | None = None,
-        upsert: bool = False,
-    ) -> WriteResult:
-        """Apply ``changes(created)`` to a context.
-
-        With nothing to check (a management attribute POST) that is one write
-        to a context that must exist. Otherwise the stored context (its
-        ``read`` fields; None when there is none) is read first: ``check``
-        may refuse the change (an owner rule, an attribute that is not
-        there), and ``version``, the client's ``metadata.version``, must be
-        the stored one (else 404 naming it, as Emporix answers a conflict).
-        The check and the write must see the same context: between the read
-        and the write another request could give the context to a customer,
-        or remove the attribute. So the write is pinned to the version that
-        was read (``version=`` of the one mutate script, which refuses the
-        write when the version moved), and a write to a missing context must
-        create it (Existence.NONE), not replace one made in between. A pinned
-        write refused that way is a conflict of the client's version when it
-        named one (that version is stale now); without one (attributes) it
-        starts over with a fresh read, and after MAX_ATTEMPTS answers 503.
-        """
-        if check is None and version is None and not upsert:
-            result = await self.store.write(
-                tenant, NAMESPACE, session_id, changes(False), existence=Existence.MUST, idle_ttl_ms=self.idle_ttl_ms
-            )
-            return written(result, session_id)
-        for _ in range(MAX_ATTEMPTS):
-            stored = await self.store.read(tenant, NAMESPACE, session_id, read)
-            if stored is None:
-                if not upsert:
-                    raise not_found(session_id)
-                if check is not None:
-                    check(None)
-                result = await self.store.write(
-                    tenant, NAMESPACE, session_id, changes(True), existence=Existence.NONE, idle_ttl_ms=self.idle_ttl_ms
-                )
-                if result.status is Status.EXISTS:
-                    continue  # created in between: check it and its version
-            else:
-                if check is not None:
-                    check(stored)
-                if version is not None and version != stored.version:
-                    raise version_conflict(session_id, version)
-                result = await self.store.write(
-                    tenant,
-                    NAMESPACE,
-                    session_id,
-                    changes(False),
-                    version=stored.version,
-                    existence=Existence.MUST,
-                    idle_ttl_ms=self.idle_ttl_ms,
-                )
-                if result.status is Status.VERSION:
-                    if version is not None:
-                        raise version_conflict(session_id, version)
-                    continue
-                if result.status is Status.MISSING:
-                    continue  # expired or gone in between
-            return written(result, session_id)
-        raise busy()
 
     # -- management side -------------------------------------------------------
 
@@ -250,7 +162,7 @@ class EmporixFace:
             out = Changes().clear().set_all(fields)
             return out.tie(new_owner) if new_owner else out.untie()
 
-        await self._change(
+        await self.contexts.change(
             tenant,
             session_id,
             changes,
@@ -273,7 +185,7 @@ class EmporixFace:
         attribute: ContextAttribute = await self._body(request, ATTRIBUTE_BODY)
         name = self.ctx.identifier(attribute.key, "attribute key")
         added = members({name: attribute.value})
-        await self._change(tenant, session_id, lambda created: Changes().set_in(CONTEXT, added))
+        await self.contexts.change(tenant, session_id, lambda created: Changes().set_in(CONTEXT, added))
         return no_content()
 
     @operation(
@@ -287,7 +199,7 @@ class EmporixFace:
     async def delete_attribute(self, request: Request) -> Response:
         tenant, session_id = self._manager(request)
         name = self._attribute(request)
-        await self._change(
+        await self.contexts.change(
             tenant,
             session_id,
             lambda created: Changes().delete_in(CONTEXT, name),
@@ -349,7 +261,7 @@ class EmporixFace:
                 out.set(CUSTOMER_ID, ENCODER.encode(token.customer_id))  # a customer's new context is theirs
             return out.set(SESSION_ID, ENCODER.encode(session_id))
 
-        await self._change(
+        await self.contexts.change(
             token.tenant,
             session_id,
             changes,
@@ -371,7 +283,7 @@ class EmporixFace:
         name = self.ctx.identifier(attribute.key, "attribute key")
         added = members({name: attribute.value})
         own = OwnContext(token)
-        await self._change(
+        await self.contexts.change(
             token.tenant, session_id, lambda created: own.tie(Changes().set_in(CONTEXT, added), created), check=own
         )
         return JsonResponse(ENCODER.encode(name), 201)
@@ -386,7 +298,7 @@ class EmporixFace:
         token, session_id = self.customers.own(request, self._tenant(request))
         name = self._attribute(request)
         own = OwnContext(token, needs_attribute(session_id, name))
-        await self._change(
+        await self.contexts.change(
             token.tenant,
             session_id,
             lambda created: own.tie(Changes().delete_in(CONTEXT, name), created),

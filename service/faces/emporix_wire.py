@@ -16,6 +16,7 @@ from ..routing import Answers
 from ..store.core import Session
 from ..web import ApiError, JsonResponse, iso8601, raw_headers
 
+NAMESPACE = "__emporix__"  # of each tenant: its contexts, one storage-core session each
 SIMPLE_FIELDS = ("customerId", "siteCode", "currency", "cartId", "targetLocation", "language")
 SESSION_ID = "sessionId"
 CUSTOMER_ID = "customerId"

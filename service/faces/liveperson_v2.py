@@ -28,7 +28,7 @@ from ..operations import Content, Face, operation
 from ..routing import Endpoint, build_routes
 from ..store.core import ORIGIN_LIVEPERSON, Changes, Session, Status
 from ..web import ApiError, Context, JsonResponse, iso8601
-from .liveperson import ANSWERS, DEFAULT_SESSION, ErrorBody, checked_namespace
+from .liveperson_wire import ANSWERS, DEFAULT_SESSION, ErrorBody, checked_namespace
 
 PREFIX = "/v2/context/document"
 NAMESPACE_RE = re.compile(r"[A-Za-z0-9_]+")  # the v2 page: letters, numbers and underscore only
