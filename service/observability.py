@@ -297,7 +297,7 @@ class Observe:
                         self.metrics.event_streams.inc()
                     headers.append(header)
                 headers.append(id_header)
-                message = {**message, "headers": headers}
+                message["headers"] = headers  # the app's message, made for this send
                 started = True
             await send(message)
 

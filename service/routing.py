@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,10 +215,12 @@ class Routes(Router):
             else:
                 self.candidates.setdefault(segment, list(self.anywhere)).append(route)
 
-    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def app(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        """The matched route's handling, to be awaited by the caller: a plain
+        function, one coroutine fewer on every request's stack (each one is
+        passed through again whenever the request resumes from a wait)."""
         if scope["type"] != "http":
-            await super().app(scope, receive, send)
-            return
+            return super().app(scope, receive, send)
         if "router" not in scope:
             scope["router"] = self
         partial: BaseRoute | None = None
@@ -228,16 +230,14 @@ class Routes(Router):
             if match is Match.FULL:
                 scope["route"] = route
                 scope.update(child)
-                await route.handle(scope, receive, send)
-                return
+                return route.handle(scope, receive, send)
             if match is Match.PARTIAL and partial is None:
                 partial, partial_scope = route, child
         if partial is None:
-            await super().app(scope, receive, send)  # no candidate: a redirect, or the default
-            return
+            return super().app(scope, receive, send)  # no candidate: a redirect, or the default
         scope["route"] = partial
         scope.update(partial_scope)
-        await partial.handle(scope, receive, send)
+        return partial.handle(scope, receive, send)
 
 
 def first_segment(path: str) -> str:
