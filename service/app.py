@@ -6,58 +6,66 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
 
 from . import cors
 from .auth import AuthConfig
 from .config import Settings
 from .faces import console, docs, emporix, genesys, health, liveperson, liveperson_v2, metrics, native
 from .observability import Metrics, Observe, watch_termination
+from .routing import PLAIN, Routes, Unmatched
 from .store import clients
 from .store.core import UNAVAILABLE, SessionStore
-from .web import Context, json_response
+from .web import Context
 
 log = logging.getLogger("sessionstore")
 
 # The API faces; each module has routes(ctx) -> list of routes. Their paths do
-# not overlap, so the order is the router's: the busiest first (the native
-# face is one Mount, passed over with one check; the customer calls, under its
-# paths, are inside that Mount: see native.routes).
+# not overlap (the router, routing.Routes, tries only the routes of a path's
+# first segment: /api, /v1, /v2, /session-context, /sessions...), and within a
+# face the busiest come first.
 FACES = (native, liveperson, liveperson_v2, emporix, genesys, health, metrics, docs, console)
 
 
-class PathAliases:
-    """Before routing: ``/v1/brand/`` is ``/v1/account/`` (the LivePerson
-    documents use both) and a trailing slash is dropped."""
+class App(Starlette):
+    """Starlette, with the middleware the service needs and no more. Every
+    route is a routing.Endpoint, which answers its own errors (and every
+    router its own 404: routing.Unmatched), so Starlette's exception
+    middleware has nothing left to catch; its error middleware neither:
+    Observe, outermost here, answers an unhandled error with a 500 (and logs
+    it with the request id) before the server sees it.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    A trailing slash is dropped before routing (clients of several faces
+    send one: LivePerson's SDK, Genesys' 8.5.0 index)."""
+
+    def __init__(self, routes: Sequence[BaseRoute], middleware: Sequence[Middleware], lifespan: Lifespan[Any]) -> None:
+        super().__init__(middleware=middleware, lifespan=lifespan)
+        self.router = Routes(routes, lifespan=lifespan, default=Unmatched(PLAIN))
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = self.router.middleware_stack
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
         if scope["type"] == "http":
             path: str = scope["path"]
-            changed = path
-            if changed.startswith("/v1/brand/"):
-                changed = "/v1/account/" + changed[10:]
-            if len(changed) > 1 and changed.endswith("/"):
-                changed = changed[:-1]
-            if changed is not path:
-                scope = dict(scope, path=changed, raw_path=changed.encode())
-        await self.app(scope, receive, send)
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    message = {404: "no such resource", 405: "method not allowed here"}.get(exc.status_code, str(exc.detail))
-    return json_response({"code": exc.status_code, "message": message}, exc.status_code, dict(exc.headers or {}))
+            if len(path) > 1 and path[-1] == "/":
+                scope["path"] = path[:-1]
+                raw: bytes | None = scope.get("raw_path")
+                if raw and raw[-1:] == b"/":
+                    scope["raw_path"] = raw[:-1]
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
 
 
 def tune_gc_for_serving() -> None:
@@ -77,7 +85,7 @@ def tune_gc_for_serving() -> None:
 
 def build_app(
     settings: Settings, *, redis: Any = None, auth: AuthConfig | None = None, watch_signals: bool = False
-) -> Starlette:
+) -> App:
     """The whole service. ``redis`` is the client to use (tests pass their
     own); without it one is made from ``settings.redis_url``.
     ``app.state.shutting_down`` (an asyncio.Event) is set when the service
@@ -118,16 +126,13 @@ def build_app(
             if redis is None:
                 await client.aclose(close_connection_pool=True)
 
-    app = Starlette(
+    app = App(
         routes=[route for face in FACES for route in face.routes(ctx)],
         middleware=[
-            Middleware(PathAliases),
-            # inside PathAliases: it reads the matched route from the scope that PathAliases passes on
-            Middleware(Observe, metrics=metrics, access_log=settings.access_log, auth=auth),
+            Middleware(Observe, metrics=metrics, access_log=settings.access_log),
             # inside Observe: preflights are counted and logged, and carry a request id
             *cors.middleware(settings.cors_origins),
         ],
-        exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.metrics = metrics

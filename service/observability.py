@@ -33,12 +33,11 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
-from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import termination
-from .auth import KEY_ID_STATE, AuthConfig, Denied, presented_secret
+from .auth import KEY_ID_STATE
 
 watch_termination = termination.watch_termination  # lives in termination.py; app.py imports it from here
 
@@ -227,16 +226,16 @@ def printable(text: str) -> str:
 class Observe:
     """Request ids, metrics and the access log, for every HTTP request.
 
-    It runs inside the app's routing middleware (after PathAliases), so that
-    after the request the router has left the matched route in the scope."""
+    It runs inside the app's routing (service/app.py), so that after the
+    request the router has left the matched route in the scope; the face
+    that served the request has left the caller's key id in its state
+    (web.Context.caller), so the access log names the key without looking
+    at the request's headers again."""
 
-    def __init__(
-        self, app: ASGIApp, metrics: Metrics, access_log: bool = False, auth: AuthConfig | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = False) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
-        self.auth = auth
         self._templates: dict[int, str] | None = None
 
     def template(self, scope: Scope) -> str:
@@ -252,20 +251,12 @@ class Observe:
             found = templates[id(route)] = PARAM_RE.sub(r"{\1}", getattr(route, "path", UNMATCHED))
         return found
 
-    def key_id(self, scope: Scope) -> str:
-        """The id (label) of the API key the request carries: never the secret."""
-        if self.auth is None:
-            return "-"
+    @staticmethod
+    def key_id(scope: Scope) -> str:
+        """The id (label) of the API key the request carried, as the face
+        that authenticated it left it ("-": none, or no face asked)."""
         state = scope.get("state")
-        if state and KEY_ID_STATE in state:  # a face that takes its key from elsewhere (LivePerson v2) said whose
-            return str(state[KEY_ID_STATE])
-        secret = presented_secret(Headers(scope=scope))
-        if not secret:
-            return "-"
-        try:
-            return self.auth.authenticate(secret).id
-        except Denied:
-            return "unknown"
+        return str(state.get(KEY_ID_STATE, "-")) if state else "-"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -290,14 +281,17 @@ class Observe:
             nonlocal status, started, stream
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [h for h in message.get("headers", ()) if h[0].lower() != REQUEST_ID_HEADER]
-                headers.append(id_header)
-                for name, value in headers:
-                    if name.lower() == b"content-type" and value.startswith(EVENT_STREAM):
+                headers = []
+                for header in message.get("headers", ()):
+                    name = header[0].lower()
+                    if name == REQUEST_ID_HEADER:
+                        continue  # the request's id replaces any the app sent
+                    if name == b"content-type" and not stream and header[1].startswith(EVENT_STREAM):
                         stream = True
                         self.metrics.event_streams.inc()
-                        break
-                message = {**message, "headers": headers}
+                    headers.append(header)
+                headers.append(id_header)
+                message["headers"] = headers  # the app's message, made for this send
                 started = True
             await send(message)
 

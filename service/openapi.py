@@ -1,38 +1,6 @@
-"""OpenAPI 3.1 for every face, from declarations kept next to the handlers.
-
-Documenting a face takes two steps.
-
-1. Decorate each handler with what the code alone cannot tell; bodies are
-   named by the msgspec types (or any type msgspec can describe) that the
-   handler decodes and encodes with, so the schemas cannot drift from the code::
-
-       @operation(
-           "Read a session",
-           scope="read",
-           query=[Param("limit", Annotated[int, msgspec.Meta(ge=1, le=1000)], "most ids to return")],
-           responses={200: Content(SessionOut, headers={"ETag": "the version"}), 304: None},
-           errors=(404,),
-       )
-       async def get_session(self, request: Request) -> Response: ...
-
-2. Build the face's routes with :func:`build_routes` instead of making
-   ``Route`` objects by hand: it groups the handlers by path (one route per
-   path, dispatching on the method), wraps each one (e.g. with
-   ``web.guarded``) and keeps the declarations on the route's endpoint::
-
-       FACE = Face("liveperson", "The LivePerson Maven Context Session Store API", error=Content(ErrorBody))
-
-       def routes(ctx):
-           wrap = lambda handler: guarded(handler, render_error)
-           return build_routes([(path, "GET", get_session), ...], FACE, wrap)
-
-A face that builds its own route (say, one endpoint dispatching on the path
-itself) names the handlers behind it with :func:`describe` instead, each under
-``"METHOD"`` or ``"METHOD /other/path"``; the route is then documented by
-exactly those::
-
-       return [describe(Route("/sessions/{sessionId}", endpoint, methods=METHODS), FACE,
-                        {"GET": self.read, "POST": self.associate, "PUT /sessions/new": self.create})]
+"""OpenAPI 3.1 for every face, from the declarations kept next to the
+handlers (service/operations.py) and the routes built from them
+(service/routing.py).
 
 :func:`document` walks the application's routes (Mounts included): paths,
 path parameters and methods come from the routes themselves, everything else
@@ -44,177 +12,20 @@ tests require that there are none).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from starlette.convertors import FloatConvertor, IntegerConvertor
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-Handler = Callable[[Request], Awaitable[Response]]
-H = TypeVar("H", bound=Callable[..., Any])
+from .operations import SECURITY_SCHEMES, Content, Documented, Face
+from .routing import COMPLETE, DOCUMENTED
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{name}"
-DECLARATION = "openapi_operation"  # the attribute @operation puts on a handler
-DOCUMENTED = "openapi_operations"  # the attribute build_routes puts on an endpoint: {method: Documented}
-COMPLETE = "openapi_complete"  # set by describe(): the endpoint's operations are exactly those named
-# API keys, as auth.presented_secret reads them; any one will do.
-SECURITY_SCHEMES = {
-    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-    "mavenApiKey": {"type": "apiKey", "in": "header", "name": "maven-api-key"},
-    "bearer": {"type": "http", "scheme": "bearer", "description": "the API key as a bearer token"},
-    "accessToken": {
-        "type": "apiKey",
-        "in": "query",
-        "name": "access_token",
-        "description": "the API key as LivePerson v2 clients send their token (the LivePerson v2 API only)",
-    },
-}
-HEADER_SCHEMES = ("apiKey", "mavenApiKey", "bearer")
-
-
-@dataclass(frozen=True)
-class Param:
-    """A query or header parameter: its name, its type (for the schema) and what it means."""
-
-    name: str
-    type: Any = str
-    description: str = ""
-    required: bool = False
-
-
-@dataclass(frozen=True)
-class Content:
-    """A request or response body: its type (None: no body), media type, and
-    for responses the headers that come with it (name -> description)."""
-
-    type: Any = None
-    media_type: str = "application/json"
-    description: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    # for text/event-stream: the type of each event's data, put in the
-    # document as the extension x-event-data (OpenAPI 3.1 has no field for it)
-    event_data: Any = None
-
-
-@dataclass(frozen=True)
-class Operation:
-    """What one handler does, for the document. ``responses`` maps a status
-    to a type, a Content or None (no body); ``errors`` are statuses answered
-    with the face's error body. A ``scope`` means an API key with that scope
-    is needed (401 and 403 are then documented by themselves), and a
-    request ``body`` brings 400 and 413."""
-
-    summary: str
-    description: str = ""
-    scope: str | None = None
-    body: Any = None
-    responses: Mapping[int, Any] = field(default_factory=dict)
-    errors: Sequence[int] = ()
-    query: Sequence[Param] = ()
-    headers: Sequence[Param] = ()
-    deprecated: bool = False
-
-
-@dataclass(frozen=True)
-class Face:
-    """What every operation of one face shares: its tag, its error body, the
-    descriptions of its path parameters, and whether it needs Redis (which
-    brings 503 to every operation)."""
-
-    name: str
-    description: str
-    error: Content | None = None
-    path_params: Mapping[str, str] = field(default_factory=dict)
-    storage: bool = True
-    security: Sequence[str] = HEADER_SCHEMES  # the SECURITY_SCHEMES its API keys may come in
-    # put in each of its operations, e.g. {"x-console": True}
-    extensions: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Documented:
-    face: Face
-    operation: Operation
-    handler_name: str
-
-
-def operation(summary: str, **fields: Any) -> Callable[[H], H]:
-    """Declare a handler's operation (see :class:`Operation` for the fields)."""
-    declared = Operation(summary, **fields)
-
-    def decorate(handler: H) -> H:
-        setattr(handler, DECLARATION, declared)
-        return handler
-
-    return decorate
-
-
-def declaration(handler: Any) -> Operation | None:
-    found = getattr(handler, DECLARATION, None)
-    return found if isinstance(found, Operation) else None
-
-
-def build_routes(
-    table: Iterable[tuple[str, str, Handler]],
-    face: Face,
-    wrap: Callable[[Handler], Handler] = lambda handler: handler,
-    route_class: type[Route] = Route,
-) -> list[Route]:
-    """One route per path of ``(path, method, handler)`` rows, in their
-    order; each handler wrapped by ``wrap``, HEAD served by GET, and the
-    declarations kept on the endpoint for :func:`document`."""
-    by_path: dict[str, dict[str, Handler]] = {}
-    for path, method, handler in table:
-        by_path.setdefault(path, {})[method.upper()] = handler
-    made = []
-    for path, handlers in by_path.items():
-        endpoint = dispatch({method: wrap(handler) for method, handler in handlers.items()})
-        documented = {}
-        for method, handler in handlers.items():
-            declared = declaration(handler)
-            if declared is not None:
-                documented[method] = Documented(face, declared, getattr(handler, "__name__", method.lower()))
-        setattr(endpoint, DOCUMENTED, documented)
-        route = route_class(path, endpoint, methods=list(handlers))
-        # a {name:path} parameter is ".*", which stops at a newline: a %0A in it would
-        # match no route (a 404 outside the face's error format) instead of the name checks
-        route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
-        made.append(route)
-    return made
-
-
-def describe(route: Route, face: Face, handlers: Mapping[str, Any]) -> Route:
-    """Document a route made by hand: ``handlers`` maps ``"METHOD"`` (at the
-    route's path) or ``"METHOD /path"`` (a path the route's endpoint serves
-    under its own template, e.g. a fixed value of a parameter) to the
-    declared handler that answers it. The route's other methods are left out
-    of the document (they answer 405)."""
-    documented = {}
-    for key, handler in handlers.items():
-        declared = declaration(handler)
-        if declared is None:
-            raise ValueError(f"{key}: {handler!r} has no @operation")
-        documented[key] = Documented(face, declared, getattr(handler, "__name__", key.split()[0].lower()))
-    setattr(route.endpoint, DOCUMENTED, documented)
-    setattr(route.endpoint, COMPLETE, True)
-    return route
-
-
-def dispatch(handlers: Mapping[str, Handler]) -> Handler:
-    """One endpoint for the methods of one path (HEAD is GET without a body)."""
-    table = dict(handlers)
-
-    async def endpoint(request: Request) -> Response:
-        handler = table.get(request.method) or table["GET"]
-        return await handler(request)
-
-    return endpoint
 
 
 # -- the document -------------------------------------------------------------

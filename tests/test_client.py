@@ -26,7 +26,7 @@ from service.client import (
     SessionStoreError,
     Unauthorized,
 )  # fmt: skip
-from service.faces import native
+from service.faces import native_wire
 
 from .client_harness import KINDS, NS, Harness, in_process
 from .conftest import OTHER_TENANT, SECRETS, TENANT
@@ -212,11 +212,11 @@ async def test_another_namespace_on_the_same_pool(harness: Harness) -> None:
 def test_the_models_name_the_fields_as_the_service_does() -> None:
     """The client's structs are its own (it imports nothing of the service), so check they keep up."""
     pairs = [
-        (Session, native.Session),
-        (SessionMetadata, native.SessionMetadata),
-        (SessionPage, native.SessionList),
-        (BatchResult, native.BatchGetResult),
-        (ChangeEvent, native.ChangeEvent),
+        (Session, native_wire.Session),
+        (SessionMetadata, native_wire.SessionMetadata),
+        (SessionPage, native_wire.SessionList),
+        (BatchResult, native_wire.BatchGetResult),
+        (ChangeEvent, native_wire.ChangeEvent),
     ]
     for ours, theirs in pairs:
         names = [f.encode_name for f in msgspec.structs.fields(ours)]

@@ -30,7 +30,7 @@ from service.app import build_app
 from service.auth import AuthConfig, AuthFileError
 from service.config import Settings
 from service.customer_tokens import CustomerTokenConfigError
-from service.faces import emporix
+from service.faces import emporix_writes
 from service.store.core import Changes, Limits, SessionStore
 
 from .conftest import free_port, serve_app
@@ -459,7 +459,7 @@ async def test_a_change_that_keeps_colliding_answers_503(
             "code": 503,
             "message": "the session context kept changing while this change was applied; try again",
         }
-    assert collisions == 3 * emporix.MAX_ATTEMPTS
+    assert collisions == 3 * emporix_writes.MAX_ATTEMPTS
     current = await version(api)
     r = await api.put(url(), json={"context": {}, "metadata": {"version": current}}, headers=WRITER)
     assert_conflict(r, "s1", current)

@@ -21,7 +21,8 @@ from redis.asyncio.cluster import RedisCluster
 from service.app import build_app
 from service.auth import AuthConfig
 from service.config import Settings
-from service.faces.native import ChangeEvent, entity_tags
+from service.faces.native_conditions import entity_tags
+from service.faces.native_wire import ChangeEvent
 from service.store import keys, seam
 from service.store.core import RETENTION_13_MONTHS_S, Limits
 

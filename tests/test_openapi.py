@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 
 from service.app import FACES
 from service.config import Settings
-from service.faces import native
+from service.faces import native_wire
 from service.openapi import REF, route_methods, undocumented
 from service.store.core import SessionStore
 from service.web import Context
@@ -73,7 +73,7 @@ async def test_the_document_names_only_routes_of_the_app(client: httpx.AsyncClie
 
 async def test_schemas_are_the_code_types(doc: dict[str, Any]) -> None:
     _, components = msgspec.json.schema_components(
-        [native.Session, native.SessionPatch, native.Problem, native.ChangeEvent], ref_template=REF
+        [native_wire.Session, native_wire.SessionPatch, native_wire.Problem, native_wire.ChangeEvent], ref_template=REF
     )
     for name, schema in components.items():
         assert doc["components"]["schemas"][name] == schema, name

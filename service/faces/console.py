@@ -18,10 +18,10 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from .. import __version__
-from ..openapi import Content, Face, build_routes, operation
+from ..operations import Content, Face, operation
+from ..routing import Endpoint, build_routes
 from ..web import Context
 
 FILES = Path(__file__).resolve().parent.parent / "console"
@@ -50,7 +50,7 @@ PAGE_HEADERS = {
 ASSET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=86400"}
 
 
-def routes(ctx: Context) -> list[Route]:
+def routes(ctx: Context) -> list[Endpoint]:
     page = (
         (FILES / "index.html")
         .read_bytes()

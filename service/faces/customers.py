@@ -20,16 +20,16 @@ from typing import Annotated, Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from .. import audit
-from ..openapi import Face, build_routes, operation
+from ..operations import Face, operation
+from ..routing import Endpoint, build_routes
 from ..store import customers
 from ..store.core import UNAVAILABLE, SessionStore
 from ..store.customers import Api
-from ..web import Context, guarded, iso8601
-from .native import FACE as NATIVE
-from .native import ProblemRoute, SessionMetadata, render_problem, resource
+from ..web import Context, JsonResponse, iso8601
+from .native_wire import ANSWERS, PREFIX, SessionMetadata, resource
+from .native_wire import FACE as NATIVE
 
 API_DESCRIPTION = (
     "the API the session belongs to: emporix and genesys for their namespaces (__emporix__, __genesys__); in the "
@@ -148,7 +148,7 @@ class CustomersFace:
         """Tenant, customer id and the caller's key id, the admin scope checked."""
         tenant = self.ctx.name(request.path_params["tenant"], "tenant")
         customer = self.ctx.identifier(request.path_params["customerId"], "customer id")
-        key = self.ctx.require(request, tenant, "admin")
+        key = self.ctx.require(request, tenant)
         return tenant, customer, key.id
 
     @operation(
@@ -164,7 +164,7 @@ class CustomersFace:
         tenant, customer, _key = self._where(request)
         found = await customers.list_sessions(self.store, tenant, customer)
         body = CustomerSessions([listed(f) for f in found])
-        return Response(ENCODER.encode(body), media_type="application/json")
+        return JsonResponse(ENCODER.encode(body))
 
     @operation(
         "Export a customer's data",
@@ -213,19 +213,19 @@ class CustomersFace:
             raise
         audit.record("erase", key=key, tenant=tenant, customer=customer, started=started,
                      erased=erased, complete=True)  # fmt: skip
-        return Response(ENCODER.encode(Erased(erased)), media_type="application/json")
+        return JsonResponse(ENCODER.encode(Erased(erased)))
 
-    def routes(self) -> list[Route]:
-        customer = "/{tenant}/customers/{customerId}"
+    def routes(self) -> list[Endpoint]:
+        customer = PREFIX + "/{tenant}/customers/{customerId}"
         table: list[tuple[str, str, Any]] = [
             (customer + "/sessions", "GET", self.list_sessions),
             (customer + "/export", "GET", self.export),
             (customer, "DELETE", self.erase),
         ]
-        return build_routes(table, FACE, lambda handler: guarded(handler, render_problem), route_class=ProblemRoute)
+        return build_routes(table, FACE, self.ctx, ANSWERS)
 
 
-def routes(ctx: Context) -> list[Route]:
-    """The customer calls, relative to the native face's PREFIX: native.routes
-    mounts them inside its own Mount (one Mount check per request)."""
+def routes(ctx: Context) -> list[Endpoint]:
+    """The customer calls: native.routes puts them with its own, before the
+    Mount that answers the prefix's unknown paths."""
     return CustomersFace(ctx).routes()

@@ -13,10 +13,12 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from .. import __version__
-from ..openapi import Content, Face, build_routes, document, operation
+from ..openapi import document
+from ..operations import Content, Face, operation
+from ..routing import Endpoint, build_routes
 from ..web import Context
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -66,7 +68,7 @@ def asset_path(name: str) -> tuple[Path, str] | None:
     return None
 
 
-def routes(ctx: Context) -> list[Route]:
+def routes(ctx: Context) -> list[Endpoint]:
     cache: dict[str, bytes] = {}
 
     @operation(

@@ -29,12 +29,13 @@ import msgspec
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from ..auth import ANY_TENANT, authorize
-from ..openapi import Content, Face, Param, describe, operation
+from ..auth import ANY_TENANT
+from ..bodies import VendorBody, blank, must_be_object, read
+from ..operations import Content, Face, Param, operation
+from ..routing import Answers, Bound, Endpoint, describe
 from ..store.core import Changes, Existence, Session, Status
-from ..web import ApiError, Context, guarded, iso8601
+from ..web import ApiError, Context, JsonResponse, iso8601, query, raw_headers
 
 NAMESPACE = "__genesys__"
 NEW = "new"  # PUT /sessions/new creates; never a session id here
@@ -73,10 +74,11 @@ class ErrorBody(msgspec.Struct):
 
 
 ENCODER = msgspec.json.Encoder()
+VISIT_BODY: VendorBody[VisitBody] = VendorBody(VisitBody, must_be_object)
 
 
 def json_body(value: msgspec.Struct, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(ENCODER.encode(value), status, headers, media_type="application/json")
+    return JsonResponse(ENCODER.encode(value), status, raw_headers(headers))
 
 
 TENANT_ID = Param("tenantId", str, "the tenant; may be left out with an API key of one tenant")
@@ -94,7 +96,7 @@ FACE = Face(
 
 
 def render_error(error: ApiError) -> Response:
-    return json_body(ErrorBody(error.status, error.message), error.status, error.extra.get("headers"))
+    return JsonResponse(ENCODER.encode(ErrorBody(error.status, error.message)), error.status, raw_headers(error.headers))
 
 
 def session_info(session: Session) -> SessionInfo:
@@ -114,7 +116,10 @@ def session_info(session: Session) -> SessionInfo:
 
 
 def not_allowed(allow: str) -> ApiError:
-    return ApiError(405, f"method not allowed here (allowed: {allow})", headers={"Allow": allow})
+    return ApiError(405, f"method not allowed here (allowed: {allow})", {"Allow": allow})
+
+
+ANSWERS = Answers(render_error, not_allowed)
 
 
 class GenesysFace:
@@ -125,17 +130,17 @@ class GenesysFace:
 
     # -- request parts -------------------------------------------------------
 
-    def _tenant(self, request: Request, scope: str) -> str:
+    def _tenant(self, request: Request) -> str:
         """The tenant from ``tenantId``, or the API key's own when left out."""
         key = self.ctx.caller(request)
-        given = request.query_params.get("tenantId")
+        given = query(request, "tenantId")
         if given is not None:
             tenant = self.ctx.name(given, "tenantId")
         elif key.tenant == ANY_TENANT:
             raise ApiError(400, "query parameter tenantId is required: the caller may act for every tenant")
         else:
             tenant = self.ctx.name(key.tenant, "tenant of the API key")
-        authorize(key, tenant, scope)
+        self.ctx.require(request, tenant)
         return tenant
 
     def _session_id(self, request: Request) -> str:
@@ -154,16 +159,11 @@ class GenesysFace:
         return ids
 
     async def _body_ids(self, request: Request) -> dict[str, str]:
-        body = await self.ctx.body(request)
-        if not body.strip():
+        settings = self.ctx.settings
+        body = await read(request, settings.max_body_bytes)
+        if blank(body):
             return {}  # the body is optional
-        value = self.ctx.parse_json(body)
-        if not isinstance(value, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        try:
-            visit = msgspec.convert(value, VisitBody)
-        except msgspec.ValidationError as exc:
-            raise ApiError(400, f"invalid body: {exc}") from None
+        visit = VISIT_BODY.decode(body, settings.max_json_depth)
         ids: dict[str, str] = {}
         for name in (VISIT, GLOBAL_VISIT):
             given = getattr(visit, name)
@@ -203,7 +203,7 @@ class GenesysFace:
         errors=(400,),
     )
     async def create(self, request: Request) -> Response:
-        tenant = self._tenant(request, "write")
+        tenant = self._tenant(request)
         ids = self._header_ids(request) | await self._body_ids(request)
         for _ in range(CREATE_ATTEMPTS):
             found = await self._write_and_read(tenant, str(uuid.uuid4()), ids, Existence.NONE)
@@ -221,7 +221,7 @@ class GenesysFace:
         errors=(400, 405),  # 405: the id "new" (only PUT /sessions/new, the create, is served there)
     )
     async def read(self, request: Request) -> Response:
-        tenant = self._tenant(request, "read")
+        tenant = self._tenant(request)
         session_id = self._session_id(request)
         # gkc_ headers on a read are the caller's, not data to store: a read key must not write them.
         found = await self.store.read_or_create(tenant, NAMESPACE, session_id, idle_ttl_ms=self.idle_ms)
@@ -238,7 +238,7 @@ class GenesysFace:
         errors=(400, 405),  # 405: the id "new" (only PUT /sessions/new, the create, is served there)
     )
     async def associate(self, request: Request) -> Response:
-        tenant = self._tenant(request, "write")
+        tenant = self._tenant(request)
         session_id = self._session_id(request)
         ids = self._header_ids(request) | await self._body_ids(request)
         found = await self._write_and_read(tenant, session_id, ids, Existence.ANY)
@@ -247,26 +247,27 @@ class GenesysFace:
 
     # -- routes --------------------------------------------------------------
 
-    def routes(self) -> list[Route]:
-        create = guarded(self.create, render_error)
-        read = guarded(self.read, render_error)
-        associate = guarded(self.associate, render_error)
-
-        async def endpoint(request: Request) -> Response:
-            # One route for the whole path, so /sessions/new and /sessions/{id}
-            # never shadow each other and every answer is in this API's format.
-            method = "GET" if request.method == "HEAD" else request.method
-            if request.path_params["sessionId"] == NEW:
-                return await create(request) if method == "PUT" else render_error(not_allowed("PUT"))
-            if method == "GET":
-                return await read(request)
-            if method == "POST":
-                return await associate(request)
-            return render_error(not_allowed("GET, POST"))
-
-        route = Route("/sessions/{sessionId}", endpoint, methods=list(METHODS))
+    def routes(self) -> list[Endpoint]:
+        handlers = {"GET": self.read, "POST": self.associate, "PUT": self.create}
+        route = SessionsRoute("/sessions/{sessionId}", handlers, FACE, self.ctx, ANSWERS)
         return [describe(route, FACE, {"GET": self.read, "POST": self.associate, "PUT /sessions/new": self.create})]
 
 
-def routes(ctx: Context) -> list[Route]:
+class SessionsRoute(Endpoint):
+    """One route for the whole path, so /sessions/new and /sessions/{id}
+    never shadow each other and every answer is in this API's format."""
+
+    def choose(self, request: Request) -> Bound:
+        method = request.scope["method"]
+        if method not in METHODS:
+            return super().choose(request)
+        if request.path_params["sessionId"] == NEW:
+            if method != "PUT":
+                raise not_allowed("PUT")
+        elif method not in ("GET", "HEAD", "POST"):
+            raise not_allowed("GET, POST")
+        return super().choose(request)
+
+
+def routes(ctx: Context) -> list[Endpoint]:
     return GenesysFace(ctx).routes()

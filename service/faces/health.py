@@ -7,11 +7,11 @@ import asyncio
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from ..openapi import Face, build_routes, operation
+from ..operations import Face, operation
+from ..routing import Endpoint, build_routes
 from ..store.core import UNAVAILABLE
-from ..web import Context
+from ..web import Context, JsonResponse
 
 
 class Health(msgspec.Struct, omit_defaults=True):
@@ -23,10 +23,10 @@ FACE = Face("health", "Liveness and readiness, for load balancers and orchestrat
 
 
 def answer(health: Health, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(health), status, media_type="application/json")
+    return JsonResponse(msgspec.json.encode(health), status)
 
 
-def routes(ctx: Context) -> list[Route]:
+def routes(ctx: Context) -> list[Endpoint]:
     @operation("Liveness: the process answers", responses={200: Health})
     async def healthz(request: Request) -> Response:
         return answer(Health("ok"))

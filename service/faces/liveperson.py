@@ -2,114 +2,49 @@
 
 The account id is the tenant. Namespace-level property paths are the session
 ``__default__``, as the vendor documents. ``/v1/brand/...`` is the same API
-(the app rewrites it to ``/v1/account/...``), and a trailing slash is ignored.
-Every error is JSON ``{"code": <status>, "message": "..."}``; the vendor's own
-client reads ``message``.
+(every route of this face matches both ``/v1/account/`` and ``/v1/brand/``),
+and a trailing slash is ignored (service/app.py). Every error is JSON
+``{"code": <status>, "message": "..."}``; the vendor's own client reads
+``message``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-import msgspec
-import orjson
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from ..openapi import Content, Face, Param, build_routes, operation
+from ..bodies import VendorBody, read
+from ..operations import Content, Param, operation
+from ..routing import Endpoint, build_routes
 from ..store.core import ORIGIN_LIVEPERSON, Changes, Status, WriteResult
-from ..web import ApiError, Context, guarded, int_param, iso8601, json_response, raw_json_response
-
-DEFAULT_SESSION = "__default__"
-RESERVED_PREFIX = "__"  # namespaces of the other faces (__emporix__, __genesys__)
-# LivePerson's own namespaces: its v2 document lists these as "reserved for
-# internal use only", and its getting-started page says using them "will cause
-# 400 errors". Compared without regard to case.
-RESERVED_NAMESPACES = frozenset({"consumer", "operational", "conversation", "faas", "custom", "sde"})
-MAX_TTL_S = 10 * 366 * 24 * 3600
-NO_CONTENT = 204
-
-# Property values are any JSON: they cross this face as the raw JSON text the
-# store keeps (msgspec.Raw), never decoded and encoded again.
-Properties = Annotated[dict[str, msgspec.Raw], msgspec.Meta(description="property name -> any JSON value")]
-
-
-class ErrorBody(msgspec.Struct):
-    code: int
-    message: str
-
-
-class NamespaceCreate(msgspec.Struct):
-    name: str
-
-
-class NamespaceEntry(msgspec.Struct, rename="camel"):
-    name: str
-    created_at: str
-    ttl_second: int | UnsetType = UNSET  # only when the namespace has a TTL
-
-
-class TtlSessionCreate(msgspec.Struct, rename="camel"):
-    session_id: str
-
-
-class TtlSessionEntry(msgspec.Struct, rename="camel"):
-    session_id: str
-    created_at: str
-    ttl_second: int
-
-
-class SessionPropertiesEntry(msgspec.Struct, rename="camel"):
-    session_id: str
-    property: Properties
-
-
-TTL_SECOND = Param("ttlSecond", Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_S)], "TTL in seconds")
-PAGE = [
-    Param("page", Annotated[int, msgspec.Meta(ge=0)], "page number, from 0"),
-    Param("perPage", Annotated[int, msgspec.Meta(ge=1, le=1000)], "ids per page (default 100)"),
-]
-FACE = Face(
-    "liveperson",
-    "The LivePerson Maven Context Session Store API (v1). `/v1/brand/...` is the same as `/v1/account/...`, and "
-    "the namespace-level property paths are the session `__default__`.",
-    error=Content(ErrorBody),
-    path_params={
-        "account": "the LivePerson account id (the tenant)",
-        "namespace": "the namespace: letters, digits, '_', '.', '-'",
-        "session": "the session id",
-        "property": "the property name",
-    },
+from ..web import ApiError, Context, JsonResponse, int_param, iso8601, query
+from .liveperson_wire import (
+    ANSWERS,
+    DEFAULT_SESSION,
+    FACE,
+    MAX_TTL_S,
+    NAMESPACE_BODY,
+    PAGE,
+    PROPERTIES_BODY,
+    RESERVED_PREFIX,
+    TTL_SECOND,
+    TTL_SESSION_BODY,
+    VALUE_BODY,
+    LivePersonRoute,
+    NamespaceCreate,
+    NamespaceEntry,
+    Properties,
+    SessionPropertiesEntry,
+    TtlSessionCreate,
+    TtlSessionEntry,
+    checked_namespace,
+    encode,
+    no_content,
+    raw_properties,
 )
-
-
-def encode(value: Any) -> bytes:
-    return msgspec.json.encode(value)
-
-
-def raw_properties(properties: dict[str, bytes]) -> dict[str, msgspec.Raw]:
-    return {name: msgspec.Raw(value) for name, value in properties.items()}
-
-
-def checked_namespace(name: str, *, writing: bool) -> str:
-    """A namespace name (already checked as a name) that this face may use:
-    never one of the other faces' (``__...``); not one of LivePerson's own
-    (RESERVED_NAMESPACES) to create or write."""
-    if name.startswith(RESERVED_PREFIX):
-        raise ApiError(400, f"namespace names starting with {RESERVED_PREFIX} are reserved")
-    if writing and name.lower() in RESERVED_NAMESPACES:
-        raise ApiError(400, f"namespace {name!r} is reserved for LivePerson's internal use")
-    return name
-
-
-def render_error(error: ApiError) -> Response:
-    return json_response({"code": error.status, "message": error.message, **error.extra}, error.status)
-
-
-def no_content() -> Response:
-    return Response(status_code=NO_CONTENT)
 
 
 class LivePersonFace:
@@ -122,8 +57,9 @@ class LivePersonFace:
     def _tenant(self, request: Request) -> str:
         return self.ctx.name(request.path_params["account"], "account id")
 
-    def _namespace(self, request: Request, scope: str) -> str:
-        return checked_namespace(self.ctx.name(request.path_params["namespace"], "namespace"), writing=scope != "read")
+    def _namespace(self, request: Request) -> str:
+        name = self.ctx.name(request.path_params["namespace"], "namespace")
+        return checked_namespace(name, writing=self.ctx.writes(request))
 
     def _session(self, request: Request) -> str:
         return self.ctx.identifier(request.path_params.get("session", DEFAULT_SESSION), "session id")
@@ -134,11 +70,11 @@ class LivePersonFace:
     def _ttl(self, request: Request) -> int | None:
         return int_param(request, "ttlSecond", None, 1, MAX_TTL_S)
 
-    def _where(self, request: Request, scope: str) -> tuple[str, str, str]:
+    def _where(self, request: Request) -> tuple[str, str, str]:
         tenant = self._tenant(request)
-        namespace = self._namespace(request, scope)
+        namespace = self._namespace(request)
         session = self._session(request)
-        self.ctx.require(request, tenant, scope)
+        self.ctx.require(request, tenant)
         return tenant, namespace, session
 
     def _written(self, result: WriteResult) -> Response:
@@ -150,12 +86,10 @@ class LivePersonFace:
 
     # -- namespaces ----------------------------------------------------------
 
-    async def _body(self, request: Request, type_: Any) -> Any:
-        """The JSON body (with the shared limits) as ``type_``."""
-        try:
-            return msgspec.convert(await self.ctx.json(request), type_)
-        except msgspec.ValidationError as exc:
-            raise ApiError(400, f"invalid body: {exc}") from None
+    async def _body(self, request: Request, body: VendorBody[Any]) -> Any:
+        """The JSON body (with the shared limits), decoded by ``body``."""
+        settings = self.ctx.settings
+        return body.decode(await read(request, settings.max_body_bytes), settings.max_json_depth)
 
     @operation(
         "Create a namespace",
@@ -169,8 +103,8 @@ class LivePersonFace:
     async def create_namespace(self, request: Request) -> Response:
         tenant = self._tenant(request)
         ttl = self._ttl(request)
-        self.ctx.require(request, tenant, "admin")
-        body: NamespaceCreate = await self._body(request, NamespaceCreate)
+        self.ctx.require(request, tenant)
+        body: NamespaceCreate = await self._body(request, NAMESPACE_BODY)
         name = checked_namespace(self.ctx.name(body.name, "namespace"), writing=True)
         await self.store.ensure_namespace(tenant, name, ttl)
         return no_content()
@@ -178,13 +112,13 @@ class LivePersonFace:
     @operation("List the namespaces", scope="read", responses={200: list[NamespaceEntry]}, errors=(400,))
     async def list_namespaces(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        self.ctx.require(request, tenant, "read")
+        self.ctx.require(request, tenant)
         listed = [
             NamespaceEntry(ns.name, iso8601(ns.created_ms), ns.ttl_s or UNSET)
             for ns in await self.store.list_namespaces(tenant)
             if not ns.name.startswith(RESERVED_PREFIX)
         ]
-        return raw_json_response(encode(listed))
+        return encode(listed)
 
     @operation(
         "Delete a namespace",
@@ -195,8 +129,8 @@ class LivePersonFace:
     )
     async def delete_namespace(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        namespace = self._namespace(request, "admin")
-        self.ctx.require(request, tenant, "admin")
+        namespace = self._namespace(request)
+        self.ctx.require(request, tenant)
         await self.store.delete_namespace(tenant, namespace)
         return no_content()
 
@@ -206,27 +140,31 @@ class LivePersonFace:
         "Set properties",
         description="Each member of the body is set as a property (added or replaced); the others stay.",
         scope="write",
-        body=dict[str, Any],
+        body=PROPERTIES_BODY.type,
         responses={204: None},
     )
     async def patch_properties(self, request: Request) -> Response:
-        tenant, namespace, session = self._where(request, "write")
-        body = await self.ctx.json_object(request)
+        tenant, namespace, session = self._where(request)
+        body = await self._body(request, PROPERTIES_BODY)
         changes = Changes()
         for name, value in body.items():
-            changes.set(self.ctx.identifier(name, "property name"), orjson.dumps(value))
+            changes.set(self.ctx.identifier(name, "property name"), PROPERTIES_BODY.value(value))
         return self._written(
             await self.store.write(tenant, namespace, session, changes, drop_empty=True, origin=ORIGIN_LIVEPERSON)
         )
 
     @operation(
-        "Set one property", description="The body is its value (any JSON).", scope="write", body=Any, responses={204: None}
+        "Set one property",
+        description="The body is its value (any JSON).",
+        scope="write",
+        body=VALUE_BODY.type,
+        responses={204: None},
     )
     async def put_property(self, request: Request) -> Response:
-        tenant, namespace, session = self._where(request, "write")
+        tenant, namespace, session = self._where(request)
         name = self._property(request)
-        value = await self.ctx.json(request)
-        changes = Changes().set(name, orjson.dumps(value))
+        value = await self._body(request, VALUE_BODY)
+        changes = Changes().set(name, VALUE_BODY.value(value))
         return self._written(
             await self.store.write(tenant, namespace, session, changes, drop_empty=True, origin=ORIGIN_LIVEPERSON)
         )
@@ -240,8 +178,8 @@ class LivePersonFace:
         errors=(400,),
     )
     async def get_properties(self, request: Request) -> Response:
-        tenant, namespace, session = self._where(request, "read")
-        include = request.query_params.get("include")
+        tenant, namespace, session = self._where(request)
+        include = query(request, "include")
         names = None
         if include:
             names = list(dict.fromkeys(n for n in include.split(",") if n))
@@ -250,7 +188,7 @@ class LivePersonFace:
             for n in names:
                 self.ctx.identifier(n, "property name in include=")
         found = await self.store.read(tenant, namespace, session, names)
-        return raw_json_response(encode(raw_properties(found.properties)) if found else b"{}")
+        return encode(raw_properties(found.properties)) if found else JsonResponse(b"{}")
 
     @operation(
         "Read one property",
@@ -261,12 +199,12 @@ class LivePersonFace:
         errors=(400, 404),
     )
     async def get_property(self, request: Request) -> Response:
-        tenant, namespace, session = self._where(request, "read")
+        tenant, namespace, session = self._where(request)
         name = self._property(request)
         found = await self.store.read(tenant, namespace, session, [name])
         if found is None or name not in found.properties:
             raise ApiError(404, f"property {name!r} not found")
-        return raw_json_response(found.properties[name])
+        return JsonResponse(found.properties[name])
 
     @operation(
         "Delete one property",
@@ -276,7 +214,7 @@ class LivePersonFace:
         errors=(400,),
     )
     async def delete_property(self, request: Request) -> Response:
-        tenant, namespace, session = self._where(request, "write")
+        tenant, namespace, session = self._where(request)
         name = self._property(request)
         await self.store.write(tenant, namespace, session, Changes().delete(name), drop_empty=True, create_namespace=False)
         return no_content()
@@ -289,7 +227,7 @@ class LivePersonFace:
         errors=(400,),
     )
     async def delete_session(self, request: Request) -> Response:
-        tenant, namespace, session = self._where(request, "write")
+        tenant, namespace, session = self._where(request)
         await self.store.write(tenant, namespace, session, Changes().clear(), drop_empty=True, create_namespace=False)
         return no_content()
 
@@ -304,10 +242,10 @@ class LivePersonFace:
     @operation("List the session ids", scope="read", query=PAGE, responses={200: list[str]}, errors=(400,))
     async def session_ids(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        namespace = self._namespace(request, "read")
+        namespace = self._namespace(request)
         page, per_page = self._page(request)
-        self.ctx.require(request, tenant, "read")
-        return raw_json_response(encode(await self.store.page_sessions(tenant, namespace, page, per_page)))
+        self.ctx.require(request, tenant)
+        return encode(await self.store.page_sessions(tenant, namespace, page, per_page))
 
     @operation(
         "List the sessions with their properties",
@@ -318,16 +256,16 @@ class LivePersonFace:
     )
     async def session_properties(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        namespace = self._namespace(request, "read")
+        namespace = self._namespace(request)
         page, per_page = self._page(request)
-        self.ctx.require(request, tenant, "read")
+        self.ctx.require(request, tenant)
         ids = await self.store.page_sessions(tenant, namespace, page, per_page)
         entries = [
             SessionPropertiesEntry(s.session_id, raw_properties(s.properties))
             for s in await self.store.read_many(tenant, namespace, ids)
             if s is not None
         ]
-        return raw_json_response(encode(entries))
+        return encode(entries)
 
     @operation(
         "Give a session a TTL",
@@ -340,12 +278,12 @@ class LivePersonFace:
     )
     async def set_session_ttl(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        namespace = self._namespace(request, "admin")
+        namespace = self._namespace(request)
         ttl = self._ttl(request)
         if ttl is None:
             raise ApiError(400, "query parameter ttlSecond is required")
-        self.ctx.require(request, tenant, "admin")
-        body: TtlSessionCreate = await self._body(request, TtlSessionCreate)
+        self.ctx.require(request, tenant)
+        body: TtlSessionCreate = await self._body(request, TTL_SESSION_BODY)
         session = self.ctx.identifier(body.session_id, "session id")
         await self.store.session_settings(tenant, namespace, session, ttl_s=ttl, create=True, origin=ORIGIN_LIVEPERSON)
         return no_content()
@@ -353,17 +291,17 @@ class LivePersonFace:
     @operation("List the sessions that have a TTL", scope="read", responses={200: list[TtlSessionEntry]}, errors=(400,))
     async def ttl_sessions(self, request: Request) -> Response:
         tenant = self._tenant(request)
-        namespace = self._namespace(request, "read")
-        self.ctx.require(request, tenant, "read")
+        namespace = self._namespace(request)
+        self.ctx.require(request, tenant)
         entries = [
             TtlSessionEntry(s.session_id, iso8601(s.created_ms), s.ttl_s)
             for s in await self.store.ttl_sessions(tenant, namespace)
         ]
-        return raw_json_response(encode(entries))
+        return encode(entries)
 
     # -- routes --------------------------------------------------------------
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[Endpoint]:
         base = "/v1/account/{account}"
         ns = base + "/{namespace}"
         session = ns + "/{session}"
@@ -393,8 +331,8 @@ class LivePersonFace:
             (ns + "/session-ids", "GET", self.session_ids),
             (ns + "/session-properties", "GET", self.session_properties),
         ]
-        return build_routes(table, FACE, lambda handler: guarded(handler, render_error))
+        return build_routes(table, FACE, self.ctx, ANSWERS, LivePersonRoute)
 
 
-def routes(ctx: Context) -> list[Route]:
+def routes(ctx: Context) -> list[Endpoint]:
     return LivePersonFace(ctx).routes()

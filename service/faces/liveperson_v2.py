@@ -19,17 +19,16 @@ import re
 from typing import Annotated, Any
 
 import msgspec
-import orjson
 from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from ..auth import ApiKey, authorize
-from ..openapi import Content, Face, build_routes, operation
+from ..bodies import VendorBody, read
+from ..operations import Content, Face, operation
+from ..routing import Endpoint, build_routes
 from ..store.core import ORIGIN_LIVEPERSON, Changes, Session, Status
-from ..web import ApiError, Context, guarded, iso8601, raw_json_response
-from .liveperson import DEFAULT_SESSION, ErrorBody, checked_namespace, render_error
+from ..web import ApiError, Context, JsonResponse, iso8601
+from .liveperson_wire import ANSWERS, DEFAULT_SESSION, ErrorBody, checked_namespace
 
 PREFIX = "/v2/context/document"
 NAMESPACE_RE = re.compile(r"[A-Za-z0-9_]+")  # the v2 page: letters, numbers and underscore only
@@ -47,7 +46,7 @@ class DocumentRef(msgspec.Struct, rename="camel", kw_only=True):
 
 class DocumentCreate(DocumentRef, kw_only=True):
     ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_S)] | None | UnsetType = UNSET
-    payload: dict[str, Any]
+    payload: Annotated[dict[str, msgspec.Raw], msgspec.Meta(description="property name -> any JSON value")]
 
 
 class PropertiesRead(DocumentRef, kw_only=True):
@@ -91,6 +90,10 @@ FACE = Face(
     security=("accessToken", "bearer", "mavenApiKey", "apiKey"),
 )
 ENCODE = msgspec.json.Encoder().encode
+CREATE_BODY: VendorBody[DocumentCreate] = VendorBody(DocumentCreate)
+READ_BODY: VendorBody[PropertiesRead] = VendorBody(PropertiesRead)
+DELETE_PROPERTIES_BODY: VendorBody[DocumentDelete] = VendorBody(DocumentDelete)
+DELETE_BODY: VendorBody[DocumentRef] = VendorBody(DocumentRef)
 
 
 class LivePersonV2Face:
@@ -99,10 +102,6 @@ class LivePersonV2Face:
         self.store = ctx.store
 
     # -- who and what ----------------------------------------------------------
-
-    def _caller(self, request: Request) -> ApiKey:
-        """The key of ``?access_token=`` (what v2 clients send) or of a header."""
-        return self.ctx.caller(request, query_token=True)
 
     def _namespace(self, name: str, *, writing: bool) -> str:
         limit = self.ctx.settings.max_name_chars
@@ -115,26 +114,26 @@ class LivePersonV2Face:
             return None
         return self.ctx.identifier(session_id, "sessionId")
 
-    async def _body(self, request: Request, type_: type[Any]) -> Any:
+    async def _body(self, request: Request, decoder: VendorBody[Any]) -> Any:
+        settings = self.ctx.settings
         try:
-            body = await self.ctx.body(request)
+            body = await read(request, settings.max_body_bytes)
         except ApiError as exc:
             if exc.status == 413:
                 raise ApiError(413, TOO_LARGE) from None
             raise
-        try:
-            return msgspec.convert(self.ctx.parse_json(body), type_)
-        except msgspec.ValidationError as exc:
-            raise ApiError(400, f"invalid body: {exc}") from None
+        return decoder.decode(body, settings.max_json_depth)
 
-    async def _document(self, request: Request, type_: type[Any], scope: str) -> tuple[Any, str, str, str | None]:
-        """The body, and the tenant, namespace and session (None: namespace level) it names."""
-        key = self._caller(request)
-        body = await self._body(request, type_)
+    async def _document(self, request: Request, decoder: VendorBody[Any]) -> tuple[Any, str, str, str | None]:
+        """The body, and the tenant, namespace and session (None: namespace level) it names.
+        The key is that of ``?access_token=`` (what v2 clients send) or of a header:
+        an unknown one is refused before the body is read."""
+        self.ctx.caller(request, query_token=True)
+        body = await self._body(request, decoder)
         tenant = self.ctx.name(body.account_id, "accountId")
-        namespace = self._namespace(body.name_space, writing=scope != "read")
+        namespace = self._namespace(body.name_space, writing=self.ctx.writes(request))
         session = self._session(body.session_id)
-        authorize(key, tenant, scope)
+        self.ctx.require(request, tenant, query_token=True)
         return body, tenant, namespace, session
 
     @staticmethod
@@ -142,7 +141,7 @@ class LivePersonV2Face:
         return f"{tenant}:{namespace}:{session or ''}"
 
     def _written(self, tenant: str, namespace: str, session: str | None, status: int = 200) -> Response:
-        return raw_json_response(ENCODE(Written(self._key(tenant, namespace, session), tenant)), status)
+        return JsonResponse(ENCODE(Written(self._key(tenant, namespace, session), tenant)), status)
 
     # -- writes ----------------------------------------------------------------
 
@@ -153,14 +152,14 @@ class LivePersonV2Face:
         "(`--max-retention`, 13 months by default). A document over 800,000 characters is refused (413 "
         "`document too large`) and nothing is stored.",
         scope="write",
-        body=DocumentCreate,
+        body=CREATE_BODY.type,
         responses={201: Written},
     )
     async def create(self, request: Request) -> Response:
-        body, tenant, namespace, session = await self._document(request, DocumentCreate, "write")
+        body, tenant, namespace, session = await self._document(request, CREATE_BODY)
         changes = Changes()
         for name, value in body.payload.items():
-            changes.set(self.ctx.identifier(name, "property name in payload"), orjson.dumps(value))
+            changes.set(self.ctx.identifier(name, "property name in payload"), CREATE_BODY.value(value))
         ttl = body.ttl_seconds if isinstance(body.ttl_seconds, int) else 0
         result = await self.store.write(
             tenant, namespace, session or DEFAULT_SESSION, changes, idle_ttl_ms=ttl * 1000, origin=ORIGIN_LIVEPERSON
@@ -175,7 +174,7 @@ class LivePersonV2Face:
         "Create or update a document (PATCH)",
         description="The same as `POST .../create`: LivePerson's dynamic-routing guide shows this call with PATCH.",
         scope="write",
-        body=DocumentCreate,
+        body=CREATE_BODY.type,
         responses={201: Written},
     )
     async def create_by_patch(self, request: Request) -> Response:
@@ -187,11 +186,11 @@ class LivePersonV2Face:
         "the whole document, as the vendor's table has it. A document left with no property is gone. Deleting "
         "what is not there is no error.",
         scope="write",
-        body=DocumentDelete,
+        body=DELETE_PROPERTIES_BODY.type,
         responses={200: Written},
     )
     async def delete_properties(self, request: Request) -> Response:
-        body, tenant, namespace, session = await self._document(request, DocumentDelete, "write")
+        body, tenant, namespace, session = await self._document(request, DELETE_PROPERTIES_BODY)
         changes = Changes()
         if isinstance(body.property_to_delete, list):
             if len(body.property_to_delete) > self.ctx.settings.max_list_items:
@@ -210,11 +209,11 @@ class LivePersonV2Face:
         description="Every property of the document (of the session, or the namespace-level one without "
         "`sessionId`). Deleting one that is not there is no error.",
         scope="write",
-        body=DocumentRef,
+        body=DELETE_BODY.type,
         responses={200: Written},
     )
     async def delete_document(self, request: Request) -> Response:
-        _body, tenant, namespace, session = await self._document(request, DocumentRef, "write")
+        _body, tenant, namespace, session = await self._document(request, DELETE_BODY)
         await self.store.write(
             tenant, namespace, session or DEFAULT_SESSION, Changes().clear(), drop_empty=True, create_namespace=False
         )
@@ -223,15 +222,15 @@ class LivePersonV2Face:
     # -- reads -----------------------------------------------------------------
 
     async def _read(self, request: Request, session: str | None) -> Response:
-        key = self._caller(request)
+        self.ctx.caller(request, query_token=True)
         tenant = self.ctx.name(request.path_params["account"], "accountId")
         namespace = self._namespace(request.path_params["namespace"], writing=False)
-        authorize(key, tenant, "read")
+        self.ctx.require(request, tenant, query_token=True)
         found = await self.store.read(tenant, namespace, session or DEFAULT_SESSION)
         document_key = self._key(tenant, namespace, session)
         if found is None:
             raise ApiError(404, f"document {document_key} not found")
-        return raw_json_response(ENCODE(envelope(found, tenant, namespace, session, document_key)))
+        return JsonResponse(ENCODE(envelope(found, tenant, namespace, session, document_key)))
 
     @operation(
         "Read the namespace-level document",
@@ -254,11 +253,11 @@ class LivePersonV2Face:
         "matches no property exactly matches one that differs only in case, as the vendor's example "
         "(`myNamespace.property2` reading `Property2`) shows.",
         scope="read",
-        body=PropertiesRead,
+        body=READ_BODY.type,
         responses={200: Annotated[dict[str, Any], msgspec.Meta(description="`<nameSpace>.<property>` -> its value")]},
     )
     async def read_properties(self, request: Request) -> Response:
-        body, tenant, namespace, session = await self._document(request, PropertiesRead, "read")
+        body, tenant, namespace, session = await self._document(request, READ_BODY)
         if len(body.filter) > self.ctx.settings.max_list_items:
             raise ApiError(400, f"filter names at most {self.ctx.settings.max_list_items} properties")
         prefix = namespace + "."
@@ -277,11 +276,11 @@ class LivePersonV2Face:
                 stored = name if name in found.properties else folded.get(name.casefold())
                 if stored is not None:
                     out[entry] = msgspec.Raw(found.properties[stored])
-        return raw_json_response(ENCODE(out))
+        return JsonResponse(ENCODE(out))
 
     # -- routes ----------------------------------------------------------------
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[Endpoint]:
         table: list[tuple[str, str, Any]] = [
             (PREFIX + "/create", "POST", self.create),
             (PREFIX + "/create", "PATCH", self.create_by_patch),
@@ -291,7 +290,7 @@ class LivePersonV2Face:
             (PREFIX + "/{account}/{namespace}", "GET", self.get_namespace_document),
             (PREFIX + "/{account}/{namespace}/{session}", "GET", self.get_document),
         ]
-        return build_routes(table, FACE, lambda handler: guarded(handler, render_error))
+        return build_routes(table, FACE, self.ctx, ANSWERS)
 
 
 def envelope(found: Session, tenant: str, namespace: str, session: str | None, document_key: str) -> Document:
@@ -306,5 +305,5 @@ def envelope(found: Session, tenant: str, namespace: str, session: str | None, d
     )
 
 
-def routes(ctx: Context) -> list[Route]:
+def routes(ctx: Context) -> list[Endpoint]:
     return LivePersonV2Face(ctx).routes()

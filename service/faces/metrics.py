@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from ..openapi import Content, Face, build_routes, operation
+from ..operations import Content, Face, operation
+from ..routing import Endpoint, build_routes
 from ..web import Context
 
 FACE = Face("operations", "Metrics for Prometheus.", storage=False)
 
 
-def routes(ctx: Context) -> list[Route]:
+def routes(ctx: Context) -> list[Endpoint]:
     @operation(
         "Metrics in the Prometheus text format",
         description="Requests by route template, method and status; latency; Redis errors and reconnects; script "

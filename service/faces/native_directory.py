@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth import SCOPES
-from ..openapi import operation
-from ..web import Context, iso8601
+from ..operations import operation
+from ..web import Context, JsonResponse, iso8601
 
 WHOAMI = "/api/v1/whoami"
 # the namespaces the other faces keep their data in, and what they hold
@@ -59,7 +59,7 @@ class Directory:
     async def whoami(self, request: Request) -> Response:
         key = self.ctx.caller(request)
         caller = Caller(key.id, key.tenant, [s for s in SCOPES if s in key.scopes], self.ctx.auth is None)
-        return Response(msgspec.json.encode(caller), media_type="application/json")
+        return JsonResponse(msgspec.json.encode(caller))
 
     @operation(
         "List a tenant's namespaces",
@@ -71,9 +71,9 @@ class Directory:
     )
     async def list_namespaces(self, request: Request) -> Response:
         tenant = self.ctx.name(request.path_params["tenant"], "tenant")
-        self.ctx.require(request, tenant, "read")
+        self.ctx.require(request, tenant)
         listed = [
             NamespaceInfo(ns.name, iso8601(ns.created_ms), ns.ttl_s or None, RESERVED.get(ns.name))
             for ns in await self.ctx.store.list_namespaces(tenant)
         ]
-        return Response(msgspec.json.encode(NamespaceList(listed)), media_type="application/json")
+        return JsonResponse(msgspec.json.encode(NamespaceList(listed)))
