@@ -41,6 +41,8 @@ from .auth import KEY_ID_STATE
 
 watch_termination = termination.watch_termination  # lives in termination.py; app.py imports it from here
 
+INSUFFICIENT_STORAGE = 507  # the answer to a write that a full Redis refused (routing.py)
+
 log = logging.getLogger("sessionstore")
 access_log = logging.getLogger("sessionstore.access")
 
@@ -96,6 +98,11 @@ class Metrics:
             ["route"],
             registry=registry,
         )
+        self.refused_full = Counter(
+            "sessionstore_writes_refused_full",
+            "Writes refused because Redis is full (maxmemory reached under noeviction; answered 507)",
+            registry=registry,
+        )
         self.reconnects = Counter(
             "sessionstore_redis_reconnects",
             "Connections to Redis made again after the first one (a dropped or timed-out connection)",
@@ -141,6 +148,8 @@ class Metrics:
             latency.observe(seconds)
         if redis_errors is not None:
             redis_errors.inc()
+        elif status == INSUFFICIENT_STORAGE:
+            self.refused_full.inc()
         self.sync()
 
     def sync(self) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, S
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import OutOfMemoryError
 from starlette._utils import get_route_path
 from starlette.convertors import PathConvertor, StringConvertor
 from starlette.requests import Request
@@ -36,6 +37,9 @@ from starlette.types import Receive, Scope, Send
 from .auth import Denied
 from .operations import Face, documented
 from .store.core import UNAVAILABLE, NotDurable
+
+INSUFFICIENT_STORAGE = 507
+FULL = "the store is full: the write was refused and nothing was stored; try again later"
 from .web import AUTHORIZED, NEEDED_SCOPE, ApiError, Context, json_response
 
 log = logging.getLogger("sessionstore.web")
@@ -145,6 +149,9 @@ class Endpoint(Route):
             response = self.refused(request, exc)
         except Denied as exc:
             response = self.refused(request, ApiError(exc.status, exc.message))
+        except OutOfMemoryError:  # maxmemory reached under noeviction: Redis refused the write before it changed anything
+            log.warning("Redis is full: write refused on %s %s", request.method, scope["path"])
+            response = self.refused(request, ApiError(INSUFFICIENT_STORAGE, FULL))
         except NotDurable as exc:  # --durable-writes: too few replicas confirmed the write in time
             log.warning("write not confirmed by replicas on %s %s", request.method, scope["path"])
             response = self.refused(request, ApiError(503, str(exc)))
