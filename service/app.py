@@ -44,7 +44,9 @@ class App(Starlette):
     A trailing slash is dropped before routing (clients of several faces
     send one: LivePerson's SDK, Genesys' 8.5.0 index)."""
 
-    def __init__(self, routes: Sequence[BaseRoute], middleware: Sequence[Middleware], lifespan: Lifespan[Any]) -> None:
+    def __init__(
+        self, routes: Sequence[BaseRoute], middleware: Sequence[Middleware] = (), lifespan: Lifespan[Any] | None = None
+    ) -> None:
         super().__init__(middleware=middleware, lifespan=lifespan)
         self.router = Routes(routes, lifespan=lifespan, default=Unmatched(PLAIN))
 

@@ -30,9 +30,8 @@ SCOPE_ALIASES: dict[str, tuple[str, ...]] = {
     "session_context.context_manage": ("read", "write"),
 }
 KEY_HEADERS = ("maven-api-key", "x-api-key")
-# The request-state name under which a face that reads its key from somewhere
-# other than KEY_HEADERS (LivePerson v2's ?access_token=) leaves the key's id
-# for the access log.
+# The request-state name under which the face that authenticated the request
+# (web.Context.caller, once per request) leaves the key's id for the access log.
 KEY_ID_STATE = "api_key_id"
 
 
