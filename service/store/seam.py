@@ -60,7 +60,10 @@ class RedisSeam(Protocol):
     async def run_many(self, script: Script, calls: Sequence[Call], before: Sequence[Command] = ()) -> list[Any]:
         """One script over many keys, in one round trip (per node); with
         ``before``, those commands go first in the same round trip (their
-        replies first in the list)."""
+        replies first in the list). On NOSCRIPT the whole batch is sent
+        again: on a cluster some calls may have run on other nodes, so give
+        it one call that changes data, or calls that may run twice (the
+        listings' bucket_list only drops expired ids)."""
 
     async def run_durable(
         self, script: Script, keys: Sequence[str], args: Sequence[Any], durability: Durability, wrote: Callable[[Any], bool]
