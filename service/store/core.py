@@ -39,6 +39,7 @@ from .model import (
 from .record import META_NAMES, session_from_hash
 from .scripts import Script, Scripts
 from .seam import RedisSeam, seam_for
+from .writes import Write
 
 __all__ = [
     "META_NAMES", "ORIGIN_LIVEPERSON", "RETENTION_13_MONTHS_S", "UNAVAILABLE", "Changes", "Durability", "EventsLost",
@@ -243,8 +244,6 @@ class SessionStore:
         One round trip (writes.py): the namespace's generation and TTL are
         guessed as reads guess them and checked in the same round trip.
         """
-        from .writes import Write  # it builds on this module
-
         customer = changes.tied_to
         stale = [] if customer is None else await self.touch_customer(tenant, customer, namespace, session_id)
         flags = calls.flag(drop_empty, "d") + calls.flag(self.sharded_events, "p") + calls.flag(read_back, "r")
