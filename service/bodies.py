@@ -30,6 +30,7 @@ the one its clients have seen:
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -38,6 +39,7 @@ import msgspec
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
+from .body_timeout import BodyDeadlines
 from .web import ApiError
 
 T = TypeVar("T")
@@ -49,11 +51,14 @@ HUGE_NUMBER = re.compile(rb"[eE][+-]?[0-9]{3}|[0-9]{309}")
 SQUARE = bytes.maketrans(b"{}", b"[]")
 NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 REQUIRED = "a JSON body is required"
+# the server closes the connection after a 408: the rest of the body would be read as the next request
+CLOSE = {"Connection": "close"}
 
 
-async def read(request: Request, limit: int) -> bytes:
+async def read(request: Request, limit: int, deadlines: BodyDeadlines) -> bytes:
     """The request's body; 413 over ``limit`` bytes (by its Content-Length
-    before reading, or as it arrives)."""
+    before reading, or as it arrives), 408 when it has not all come within
+    the body timeout of ``deadlines`` (service/body_timeout.py)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -63,17 +68,26 @@ async def read(request: Request, limit: int) -> bytes:
     receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect()
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body over the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    task = deadlines.start()
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnect()
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body over the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except asyncio.CancelledError:
+        if task is not None and deadlines.timed_out(task):
+            raise ApiError(408, f"the request body did not arrive within {deadlines.timeout_s:g} s", CLOSE) from None
+        raise
+    finally:
+        if task is not None:
+            deadlines.done(task)
 
 
 def must_be_object(value: Any) -> None:

@@ -113,6 +113,22 @@ def add_parser(commands: Any) -> None:
         metavar="SECONDS",
         help=f"on SIGTERM, how long in-flight requests and event streams may take to end (default {d.shutdown_grace_s:g})",
     )
+    for flag, default, meaning in (
+        ("header-timeout", d.header_timeout_s,
+         ("a connection that has not sent all of a request's headers this long after it was made or after "
+          "its previous response is closed, with a 408 if part of a request came")),
+        ("body-timeout", d.body_timeout_s,
+         "a request whose body has not all come this long after its headers is answered 408, nothing stored"),
+        ("keep-alive-timeout", d.keep_alive_timeout_s,
+         "an idle connection is closed this long after its last response (uvicorn; granian has none)"),
+    ):  # fmt: skip
+        serve.add_argument(
+            f"--{flag}",
+            type=float,
+            default=env(flag.replace("-", "_"), str(default)),
+            metavar="SECONDS",
+            help=f"{meaning} (default {default:g}{'' if flag == 'keep-alive-timeout' else '; 0 = none'})",
+        )
     # whole numbers: a TTL, replicas and their timeout, and the limits on what a
     # client may send or store (see docs/index.md, Configuration: Limits)
     retention, replicas = d.limits.max_retention_s, d.durability.replicas
@@ -167,6 +183,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         server=args.server,
         workers=args.workers,
         shutdown_grace_s=args.shutdown_grace,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        keep_alive_timeout_s=args.keep_alive_timeout,
         genesys_idle_ttl_s=args.genesys_idle_ttl,
         emporix_idle_ttl_s=args.emporix_idle_ttl,
         max_body_bytes=args.max_body_bytes,
@@ -215,6 +234,8 @@ def refusal(args: argparse.Namespace) -> str | None:
         return f"refusing to serve {args.host} with no --auth-file (give one, or --insecure-no-auth)"
     if args.workers < 1 or args.shutdown_grace < 0:
         return "--workers must be at least 1 and --shutdown-grace at least 0"
+    if min(args.header_timeout, args.body_timeout) < 0 or args.keep_alive_timeout <= 0:
+        return "--header-timeout and --body-timeout must be at least 0 and --keep-alive-timeout above 0"
     if args.durable_writes < 0 or args.durable_writes and not args.redis_url:
         return "--durable-writes needs --redis-url (a Redis with replicas), and is 0 or more"
     command_timeout_ms = int(Settings.redis_timeout_s * 1000)  # a WAIT must end within it
@@ -266,7 +287,10 @@ def serve(args: argparse.Namespace) -> int:
         log.info("Redis: %s", redact(args.redis_url))
     if args.cors_origins:
         log.info("CORS: requests from %s", ", ".join(args.cors_origins))
-    serving = servers.Serving(args.host, args.port, args.workers, args.shutdown_grace, args.log_level, log_config)
+    serving = servers.Serving(
+        args.host, args.port, args.workers, args.shutdown_grace, args.log_level, log_config,
+        header_timeout_s=args.header_timeout, keep_alive_timeout_s=args.keep_alive_timeout,
+    )  # fmt: skip
     if args.server == "uvicorn" and args.workers == 1:
         tune_gc_for_serving()
         return servers.run_uvicorn(app, serving)

@@ -31,6 +31,15 @@ class Settings:
     server: str = "uvicorn"
     workers: int = 1
     shutdown_grace_s: float = 10.0
+    # timeouts for slow and abusive clients (docs/operating.md): all of a request's
+    # headers within header_timeout_s of the connection or of the previous response
+    # (service/server_timeouts.py on uvicorn; granian's own), all of its body within
+    # body_timeout_s of the headers (service/body_timeout.py), else 408; an idle
+    # keep-alive connection closed after keep_alive_timeout_s (uvicorn). 0: none
+    # (but for keep_alive_timeout_s)
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_timeout_s: float = 5.0
     # --cors-origin: the origins browsers may call the APIs from (service/cors.py); () = no CORS
     cors_origins: tuple[str, ...] = ()
     # limits on what a client may send or store

@@ -2,8 +2,11 @@
 uvicorn, the default, and granian. Both serve the same app, with the same
 options: address and port, worker processes (a worker that dies is
 replaced), the log format (their own lines too), no access log of their own
-(observability.Observe writes it), and on SIGTERM a graceful shutdown
-bounded by ``--shutdown-grace``.
+(observability.Observe writes it), on SIGTERM a graceful shutdown
+bounded by ``--shutdown-grace``, and the header timeout (``--header-timeout``:
+service/server_timeouts.py on uvicorn, hyper's own on granian, which serves
+HTTP/1.1 only, as uvicorn; docs/operating.md, Timeouts for slow and abusive
+clients).
 
 - uvicorn: one worker is served in this process; with ``--workers N`` uvicorn
   spawns N worker processes, each building the app from the environment
@@ -30,8 +33,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .config import Settings
+
 SERVERS = ("uvicorn", "granian")
 STARTUP_FAILURE = 3  # the exit code of a server that could not start (uvicorn's)
+NO_TIMEOUT_S = 30 * 86400  # granian's header timeout when there is to be none
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class Serving:
     shutdown_grace_s: float
     log_level: str
     log_config: dict[str, Any]  # logs.logging_config: for the server's own loggers, in every process
+    # the timeouts of the server itself (the body's is the app's: service/body_timeout.py); 0: none
+    header_timeout_s: float = Settings.header_timeout_s
+    keep_alive_timeout_s: float = Settings.keep_alive_timeout_s
 
 
 def _exit_on_termination(signum: int, frame: Any) -> None:
@@ -57,6 +66,8 @@ def run_uvicorn(app: Any, serving: Serving) -> int:
     the factory that each of ``serving.workers`` worker processes calls."""
     import uvicorn
 
+    from .server_timeouts import http_protocol
+
     options: dict[str, Any] = {
         "host": serving.host,
         "port": serving.port,
@@ -65,6 +76,8 @@ def run_uvicorn(app: Any, serving: Serving) -> int:
         "access_log": False,  # observability.Observe writes the access log
         "proxy_headers": False,
         "timeout_graceful_shutdown": serving.shutdown_grace_s,
+        "timeout_keep_alive": serving.keep_alive_timeout_s,  # a float works: uvicorn only waits for it
+        "http": http_protocol(serving.header_timeout_s),
     }
     if isinstance(app, str):
         options.update(factory=True, workers=serving.workers)
@@ -103,7 +116,8 @@ def run_granian(factory: str, serving: Serving) -> int:
     ``factory`` (an import path) builds; returns once all have stopped."""
     import multiprocessing
 
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import MPServer
 
@@ -117,6 +131,10 @@ def run_granian(factory: str, serving: Serving) -> int:
         address=serving.host,
         port=serving.port,
         interface=Interfaces.ASGI,  # with lifespan
+        # HTTP/1.1, as uvicorn: in its "auto" mode (HTTP/2 with prior knowledge too)
+        # a connection that sends nothing is never timed out (hyper-util has no
+        # timer until a first byte says which protocol it is)
+        http=HTTPModes.http1,
         workers=serving.workers,
         respawn_failed_workers=True,  # as uvicorn restarts a worker that died
         log_level=LogLevels(serving.log_level),
@@ -125,6 +143,10 @@ def run_granian(factory: str, serving: Serving) -> int:
         # after SIGTERM, a worker whose requests have not ended is killed once the
         # grace is up (a float works: granian only waits for it and subtracts from it)
         workers_kill_timeout=max(serving.shutdown_grace_s, 0.001),  # type: ignore[arg-type]
+        # hyper's own header timeout, from the connection or the previous response
+        # (so it is also granian's keep-alive timeout: it has no other), in whole
+        # milliseconds; 0 would cut every connection at once, so "none" is 30 days
+        http1_settings=HTTP1Settings(header_read_timeout=round((serving.header_timeout_s or NO_TIMEOUT_S) * 1000)),
     )
     server.serve(target_loader=granian_app)  # exits 1 itself when a worker died unasked
     return 0

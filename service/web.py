@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .auth import KEY_ID_STATE, OPEN_ACCESS, ApiKey, AuthConfig, Denied, authorize, presented_secret
+from .body_timeout import BodyDeadlines
 from .config import Settings
 from .store.core import SessionStore
 
@@ -83,11 +84,16 @@ def etag_header(version: int) -> Header:
 
 @dataclass
 class Context:
-    """What a face needs: settings, the store and the API keys."""
+    """What a face needs: settings, the store and the API keys (and the
+    deadlines of the request bodies being read: service/body_timeout.py)."""
 
     settings: Settings
     store: SessionStore
     auth: AuthConfig | None
+    bodies: BodyDeadlines = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bodies = BodyDeadlines(self.settings.body_timeout_s)
 
     # -- who is asking -------------------------------------------------------
 

@@ -39,6 +39,9 @@ def test_the_help_names_the_settings_defaults(capsys: pytest.CaptureFixture[str]
         f"(default {d.limits.max_retention_s} = 13 months; 0 = none)",
         f"(default {d.emporix_idle_ttl_s} = 30 days; 0 = never)",
         f"(default {d.durability.timeout_ms})",
+        f"(default {d.header_timeout_s:g}; 0 = none)",
+        f"(default {d.body_timeout_s:g}; 0 = none)",
+        f"(default {d.keep_alive_timeout_s:g})",
     ):
         assert said in text, said
 
@@ -49,3 +52,13 @@ def test_an_option_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     settings = cli_serve.settings_from_args(cli.parser().parse_args(["serve"]))
     assert settings.limits.max_properties == 7 and settings.access_log
     assert cli.parser().parse_args(["serve", "--max-properties", "9"]).max_properties == 9  # the option wins
+
+
+@pytest.mark.usefixtures("no_environment")
+def test_the_timeouts_reach_the_server_and_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_PREFIX + "BODY_TIMEOUT", "7.5")
+    args = cli.parser().parse_args(["serve", "--header-timeout", "3", "--keep-alive-timeout", "60"])
+    settings = cli_serve.settings_from_args(args)
+    assert (settings.header_timeout_s, settings.body_timeout_s, settings.keep_alive_timeout_s) == (3, 7.5, 60)
+    for refused in (["--header-timeout", "-1"], ["--body-timeout", "-1"], ["--keep-alive-timeout", "0"]):
+        assert "timeout" in (cli_serve.refusal(cli.parser().parse_args(["serve", *refused])) or ""), refused

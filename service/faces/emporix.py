@@ -114,7 +114,7 @@ class EmporixFace:
 
     async def _body(self, request: Request, body: VendorBody[Any]) -> Any:
         settings = self.ctx.settings
-        return body.decode(await read(request, settings.max_body_bytes), settings.max_json_depth)
+        return body.decode(await read(request, settings.max_body_bytes, self.ctx.bodies), settings.max_json_depth)
 
     # -- management side -------------------------------------------------------
 

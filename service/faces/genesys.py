@@ -160,7 +160,7 @@ class GenesysFace:
 
     async def _body_ids(self, request: Request) -> dict[str, str]:
         settings = self.ctx.settings
-        body = await read(request, settings.max_body_bytes)
+        body = await read(request, settings.max_body_bytes, self.ctx.bodies)
         if blank(body):
             return {}  # the body is optional
         visit = VISIT_BODY.decode(body, settings.max_json_depth)

@@ -89,7 +89,7 @@ class LivePersonFace:
     async def _body(self, request: Request, body: VendorBody[Any]) -> Any:
         """The JSON body (with the shared limits), decoded by ``body``."""
         settings = self.ctx.settings
-        return body.decode(await read(request, settings.max_body_bytes), settings.max_json_depth)
+        return body.decode(await read(request, settings.max_body_bytes, self.ctx.bodies), settings.max_json_depth)
 
     @operation(
         "Create a namespace",

@@ -117,7 +117,7 @@ class LivePersonV2Face:
     async def _body(self, request: Request, decoder: VendorBody[Any]) -> Any:
         settings = self.ctx.settings
         try:
-            body = await read(request, settings.max_body_bytes)
+            body = await read(request, settings.max_body_bytes, self.ctx.bodies)
         except ApiError as exc:
             if exc.status == 413:
                 raise ApiError(413, TOO_LARGE) from None

@@ -42,7 +42,7 @@ class NativeRequests:
 
     async def _body(self, request: Request, body: Body[Any]) -> Any:
         settings = self.ctx.settings
-        return body.decode(await read(request, settings.max_body_bytes), settings.max_json_depth)
+        return body.decode(await read(request, settings.max_body_bytes, self.ctx.bodies), settings.max_json_depth)
 
     def _value(self, raw: msgspec.Raw, outer: int = SESSION_OUTER) -> bytes:
         """A property value as the compact JSON text the store keeps; ``outer``:
