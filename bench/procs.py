@@ -166,6 +166,9 @@ UVICORN_FLAGS = ("--host", HOST, "--workers", "1", "--loop", "uvloop", "--http",
 GRANIAN_FLAGS = ("--interface", "asgi", "--host", HOST, "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop",
                  "--http", "1", "--no-ws", "--log-level", "warning", "--no-access-log")
 SERVERS = ("uvicorn", "granian")
+# the service's HTTP protocol on uvicorn: httptools under the header timeout, as
+# sessionstore serve runs it (service/server_timeouts.py); the yardstick's is httptools
+SERVICE_HTTP = "service.server_timeouts:HttpToolsTimeouts"
 
 
 @dataclass
@@ -185,6 +188,7 @@ class AppServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     cpus: str | None = None
+    http: str = "httptools"  # uvicorn's --http
 
     @property
     def base(self) -> str:
@@ -195,7 +199,9 @@ class AppServer:
         if self.server == "granian":
             command = [sys.executable, "-m", "granian", *GRANIAN_FLAGS, "--port", str(self.port), *factory, self.app]
         elif self.server == "uvicorn":
-            command = [sys.executable, "-m", "uvicorn", *factory, self.app, "--port", str(self.port), *UVICORN_FLAGS]
+            flags = list(UVICORN_FLAGS)
+            flags[flags.index("--http") + 1] = self.http
+            command = [sys.executable, "-m", "uvicorn", *factory, self.app, "--port", str(self.port), *flags]
         else:
             raise ValueError(f"unknown server {self.server!r}: {', '.join(SERVERS)}")
         return pinned(command, self.cpus)

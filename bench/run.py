@@ -51,6 +51,7 @@ from .nodes import Nodes, RedisCluster, info
 from .procs import (
     GRANIAN_FLAGS,
     SERVERS,
+    SERVICE_HTTP,
     UVICORN_FLAGS,
     AppServer,
     ProcessGroup,
@@ -370,7 +371,8 @@ class Bench:
                 "duration_s": self.opts.duration_s, "warmup_s": self.opts.warmup_s,
                 "connections": self.opts.connections, "wrk_threads": self.wrk.threads,
                 "servers": list(self.opts.servers),
-                "uvicorn": " ".join(UVICORN_FLAGS), "granian": " ".join(GRANIAN_FLAGS), "quick": self.opts.quick,
+                "uvicorn": " ".join(UVICORN_FLAGS), "uvicorn_service_http": SERVICE_HTTP,
+                "granian": " ".join(GRANIAN_FLAGS), "quick": self.opts.quick,
                 "cpus": {"server": self.server_cpus, "wrk_and_redis": self.load_cpus},
                 "retries_when_noisy": {"max": self.opts.retries, "above_other_load_cores": NOISY_CORES},
                 "only": sorted(self.opts.only) if self.opts.only else None,
@@ -438,7 +440,8 @@ class Bench:
     def start_service(self, server: str, redis_url: str, name: str = "service") -> AppServer:
         """The service on ``server``, on the Redis (or cluster) at ``redis_url``."""
         service = AppServer(self.procs, self.workdir, "bench.service_app:app", name, server=server, factory=True,
-                            cpus=self.server_cpus, env={"SESSIONSTORE_REDIS_URL": redis_url}, ready_path="/readyz").start()
+                            cpus=self.server_cpus, env={"SESSIONSTORE_REDIS_URL": redis_url}, ready_path="/readyz",
+                            http=SERVICE_HTTP).start()
         self.service_names.append(name)
         self.say(f"service on {server}, port {service.port}, Redis {redis_url}")
         return service
