@@ -17,6 +17,8 @@ sessions still spread over many slots:
 
 G is the namespace's generation: deleting a namespace moves it on, which
 orphans every key of the old generation at once; the sweeper reclaims those.
+A namespace made afresh starts at the time (ms) instead of 0, so a record
+lost to eviction never brings an earlier generation's sessions back.
 B is the session's bucket, crc32(session id) mod BUCKETS: a bucket's
 sessions and their indexes share one tag, so a write and its index update are
 one script on one slot, and a namespace spreads over BUCKETS slots.
