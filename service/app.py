@@ -16,9 +16,11 @@ from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
 
 from . import cors
 from .auth import AuthConfig
+from .auth_failures import AuthFailures
 from .config import Settings
 from .faces import console, docs, emporix, genesys, health, liveperson, liveperson_v2, metrics, native
 from .observability import Metrics, Observe, watch_termination
+from .rate_limits import RateLimiter
 from .routing import PLAIN, Routes, Unmatched
 from .store import clients
 from .store.core import UNAVAILABLE, SessionStore
@@ -103,8 +105,15 @@ def build_app(
         else clients.connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls=settings.redis_tls())
     )
     store = SessionStore(client, limits=settings.limits, durability=settings.durability)
-    ctx = Context(settings, store, auth)
     metrics = Metrics(store)
+    ctx = Context(settings, store, auth)
+    if auth is not None and auth.rated:
+        ctx.limiter = RateLimiter(store, metrics.rate_limited, metrics.rate_limit_errors)
+    if auth is not None and settings.auth_failure_limit > 0:
+        ctx.failures = AuthFailures(
+            settings.auth_failure_limit, settings.auth_failure_window_s, settings.auth_failure_addresses,
+            metrics.auth_failures, metrics.auth_refused,
+        )  # fmt: skip
     shutting_down = asyncio.Event()
 
     @contextlib.asynccontextmanager
