@@ -87,6 +87,14 @@ def tune_gc_for_serving() -> None:
     gc.set_threshold(10_000, 20, 100)
 
 
+def forwarded(proxies: Sequence[str]) -> list[Middleware]:
+    """The client as the trusted proxies name it (X-Forwarded-For), outermost:
+    the address failed authentication counts against (auth_failures.py)."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    return [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(proxies))] if proxies else []
+
+
 def build_app(
     settings: Settings, *, redis: Any = None, auth: AuthConfig | None = None, watch_signals: bool = False
 ) -> App:
@@ -140,6 +148,7 @@ def build_app(
     app = App(
         routes=[route for face in FACES for route in face.routes(ctx)],
         middleware=[
+            *forwarded(settings.forwarded_allow_ips),
             Middleware(Observe, metrics=metrics, access_log=settings.access_log),
             # inside Observe: preflights are counted and logged, and carry a request id
             *cors.middleware(settings.cors_origins),

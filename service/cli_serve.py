@@ -94,6 +94,13 @@ def add_parser(commands: Any) -> None:
         f"(default: ${ENV_PREFIX}CORS_ORIGINS, comma-separated; none: no CORS)",
     )
     serve.add_argument(
+        "--forwarded-allow-ips",
+        default=env("forwarded_allow_ips", ",".join(d.forwarded_allow_ips)),
+        metavar="ADDRESSES",
+        help="comma-separated addresses or networks of the proxies whose X-Forwarded-For and X-Forwarded-Proto "
+        "name the client (* = any); default none: the connection's peer is the client",
+    )
+    serve.add_argument(
         "--server",
         default=env("server", d.server),
         choices=SERVERS,
@@ -171,6 +178,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         access_log=args.access_log,
         cors_origins=tuple(args.cors_origins),
+        forwarded_allow_ips=tuple(split_origins(args.forwarded_allow_ips)),
         server=args.server,
         workers=args.workers,
         shutdown_grace_s=args.shutdown_grace,

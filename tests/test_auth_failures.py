@@ -63,6 +63,17 @@ async def test_an_address_that_fails_too_often_is_refused_for_a_while(redis: Any
         assert metric(text, "sessionstore_auth_failures_refused_total") == 4
 
 
+async def test_behind_a_trusted_proxy_the_forwarded_client_counts(redis: Any) -> None:
+    settings = Settings(auth_failure_limit=2, forwarded_allow_ips=("10.0.0.5",))
+    app = build_app(settings, redis=redis, auth=AuthConfig.from_document(auth_document()))
+    async with app.router.lifespan_context(app), client_from(app, "10.0.0.5") as proxy:
+        for _ in range(2):
+            assert (await proxy.get(PATH, headers={**BAD, "X-Forwarded-For": "203.0.113.9"})).status_code == 401
+        assert (await proxy.get(PATH, headers={**GOOD, "X-Forwarded-For": "203.0.113.9"})).status_code == 429
+        assert (await proxy.get(PATH, headers={**GOOD, "X-Forwarded-For": "198.51.100.2"})).status_code == 200
+        assert (await proxy.get(PATH, headers=GOOD)).status_code == 200  # the proxy itself was never refused
+
+
 async def test_no_limit_means_failures_are_never_refused(redis: Any) -> None:
     app = build_app(Settings(auth_failure_limit=0), redis=redis, auth=AuthConfig.from_document(auth_document()))
     async with app.router.lifespan_context(app), client_from(app, "203.0.113.7") as client:
