@@ -103,6 +103,27 @@ class Metrics:
             "Writes refused because Redis is full (maxmemory reached under noeviction; answered 507)",
             registry=registry,
         )
+        self.rate_limited = Counter(
+            "sessionstore_rate_limited",
+            "Requests refused (429) because their API key was over its rate limit, by key id",
+            ["key"],
+            registry=registry,
+        )
+        self.rate_limit_errors = Counter(
+            "sessionstore_rate_limit_errors",
+            "Requests let through unlimited because Redis did not answer the rate limiter (fail open)",
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "sessionstore_auth_failures",
+            "Failed authentications: requests that presented an unknown API key (answered 401)",
+            registry=registry,
+        )
+        self.auth_refused = Counter(
+            "sessionstore_auth_failures_refused",
+            "Requests refused (429) because their client address failed to authenticate too often",
+            registry=registry,
+        )
         self.reconnects = Counter(
             "sessionstore_redis_reconnects",
             "Connections to Redis made again after the first one (a dropped or timed-out connection)",
