@@ -120,6 +120,14 @@ def add_parser(commands: Any) -> None:
         metavar="SECONDS",
         help=f"on SIGTERM, how long in-flight requests and event streams may take to end (default {d.shutdown_grace_s:g})",
     )
+    serve.add_argument(
+        "--sse-send-timeout",
+        type=float,
+        default=env("sse_send_timeout", str(d.sse_send_timeout_s)),
+        metavar="SECONDS",
+        help="native API: drop an event stream (and close its connection) whose client has taken no data for "
+        f"this long while events wait for it: one that stopped reading (default {d.sse_send_timeout_s:g})",
+    )
     # whole numbers: a TTL, replicas and their timeout, and the limits on what a
     # client may send or store (see docs/index.md, Configuration: Limits)
     retention, replicas = d.limits.max_retention_s, d.durability.replicas
@@ -182,6 +190,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         server=args.server,
         workers=args.workers,
         shutdown_grace_s=args.shutdown_grace,
+        sse_send_timeout_s=args.sse_send_timeout,
         genesys_idle_ttl_s=args.genesys_idle_ttl,
         emporix_idle_ttl_s=args.emporix_idle_ttl,
         max_body_bytes=args.max_body_bytes,
@@ -235,6 +244,8 @@ def refusal(args: argparse.Namespace) -> str | None:
         return "--workers must be at least 1 and --shutdown-grace at least 0"
     if args.auth_failure_limit < 0 or args.auth_failure_window < 1 or args.auth_failure_addresses < 1:
         return "--auth-failure-limit must be 0 or more, --auth-failure-window and --auth-failure-addresses at least 1"
+    if not args.sse_send_timeout > 0:
+        return "--sse-send-timeout must be above 0"
     if args.durable_writes < 0 or args.durable_writes and not args.redis_url:
         return "--durable-writes needs --redis-url (a Redis with replicas), and is 0 or more"
     command_timeout_ms = int(Settings.redis_timeout_s * 1000)  # a WAIT must end within it

@@ -56,6 +56,8 @@ class Settings:
     sweep_interval_s: float = 30.0  # reclaiming deleted namespaces
     # native API: a comment line this often keeps an idle event stream open
     sse_keepalive_s: float = 15.0
+    # --sse-send-timeout: an event stream whose client has taken no data for this long is dropped
+    sse_send_timeout_s: float = 10.0
     # Genesys face: a session expires this long after its last read or write (0 = never)
     genesys_idle_ttl_s: int = 24 * 3600
     # Emporix face: a session context expires this long after its last write (0 = never)

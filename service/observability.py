@@ -140,6 +140,11 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.event_streams_dropped = Counter(
+            "sessionstore_event_streams_dropped",
+            "Event streams dropped because their client took no data for --sse-send-timeout (it stopped reading)",
+            registry=registry,
+        )
         self.workers = Gauge(
             "sessionstore_workers",
             "Worker processes serving",
@@ -328,12 +333,13 @@ class Observe:
         try:
             await self.app(scope, receive, send_observed)
         except Exception as exc:
-            log.error(
-                "unhandled error on %s %s",
-                printable(scope["method"][:16]),
-                printable(scope["path"]),
-                exc_info=(type(exc), exc, exc.__traceback__),
-            )
+            if not getattr(exc, "_sessionstore_logged", False):  # e.g. an event stream dropped (native_events.py)
+                log.error(
+                    "unhandled error on %s %s",
+                    printable(scope["method"][:16]),
+                    printable(scope["path"]),
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
             with contextlib.suppress(AttributeError):
                 exc._sessionstore_logged = True  # type: ignore[attr-defined]
             if not started:
