@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from .procs import HOST
 
@@ -34,6 +34,8 @@ def is_router_404(reply: Reply) -> bool:
 
 
 class Http:
+    headers: ClassVar[dict[str, str]] = {}  # sent with every request (bench --api-key-rate: its API key)
+
     def __init__(self, port: int, timeout_s: float = 10.0) -> None:
         self.port = port
         self.timeout_s = timeout_s
@@ -51,7 +53,7 @@ class Http:
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
         """``body``: bytes as they are, anything else as JSON."""
         data: bytes | None
-        sent = dict(headers or {})
+        sent = {**self.headers, **(headers or {})}
         if body is None or isinstance(body, bytes):
             data = body
         else:

@@ -241,17 +241,36 @@ def _stat_fields(pid: str) -> list[str] | None:
         return None
 
 
-def tree_cpu_seconds(pid: int) -> tuple[float, int]:
-    """User + system CPU time so far of process ``pid`` and of all its
-    descendants (a granian or uvicorn worker under its supervisor), with
-    what its children that have exited and were waited for had spent; and
-    how many processes were counted."""
+def _process_table() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Every process's stat fields, and each process's children (by parent pid)."""
     children: dict[str, list[str]] = {}
     stats: dict[str, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (fields := _stat_fields(entry.name)) is not None:
             stats[entry.name] = fields
             children.setdefault(fields[1], []).append(entry.name)
+    return stats, children
+
+
+def tree_pids(pid: int) -> list[int]:
+    """Process ``pid`` and all its descendants (none when it is gone)."""
+    stats, children = _process_table()
+    if str(pid) not in stats:
+        return []
+    todo, found = [str(pid)], []
+    while todo:
+        current = todo.pop()
+        found.append(int(current))
+        todo += [child for child in children.get(current, []) if child in stats]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, int]:
+    """User + system CPU time so far of process ``pid`` and of all its
+    descendants (a granian or uvicorn worker under its supervisor), with
+    what its children that have exited and were waited for had spent; and
+    how many processes were counted."""
+    stats, children = _process_table()
     root = str(pid)
     if root not in stats:
         return 0.0, 0
@@ -264,3 +283,28 @@ def tree_cpu_seconds(pid: int) -> tuple[float, int]:
         counted += 1
         todo += [child for child in children.get(current, []) if child in stats]
     return ticks / os.sysconf("SC_CLK_TCK"), counted
+
+
+@dataclass(frozen=True)
+class TreeMemory:
+    """The resident memory and open file descriptors of a process tree, now."""
+
+    rss_bytes: int  # the sum of the processes' RSS (shared pages counted once per process)
+    fds: int  # entries of /proc/<pid>/fd, summed
+    processes: int
+
+
+def tree_memory(pid: int) -> TreeMemory:
+    """RSS (from /proc/<pid>/statm) and open file descriptors (/proc/<pid>/fd)
+    of process ``pid`` and of all its descendants; a process that exits
+    meanwhile counts as nothing."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    rss = fds = processes = 0
+    for child in tree_pids(pid):
+        try:
+            resident = int(Path(f"/proc/{child}/statm").read_text().split()[1])
+            opened = len(os.listdir(f"/proc/{child}/fd"))
+        except (OSError, IndexError, ValueError):
+            continue
+        rss, fds, processes = rss + resident * page, fds + opened, processes + 1
+    return TreeMemory(rss, fds, processes)

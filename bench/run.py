@@ -26,6 +26,7 @@ as soon as the face is there.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -80,6 +81,9 @@ OTHER_SERVER_SCENARIOS = ("lp-get", "native-get", "lp-patch")  # what the second
 CLUSTER_PRIMARIES = 3
 
 
+API_KEY_HEADER, API_KEY = "maven-api-key", "bench-secret"  # --api-key-rate
+
+
 def lp_path(namespace: str) -> str:
     return f"/v1/account/{TENANT}/{namespace}/"
 
@@ -111,12 +115,13 @@ class Options:
     save: bool = False
     results_dir: Path = RESULTS
     servers: tuple[str, ...] = SERVERS  # the first serves every scenario, the others OTHER_SERVER_SCENARIOS
+    api_key_rate: str | None = None  # --api-key-rate: an auth file, every request with its one key ("none": unrated)
 
     @property
     def complete(self) -> bool:
         """A default run: everything, at the issue's sizes and 64 connections, on both servers."""
         return not (self.quick or self.only or self.skip_million) and self.large_sessions == 1_000_000 \
-            and self.connections == 64 and self.servers == SERVERS
+            and self.connections == 64 and self.servers == SERVERS and self.api_key_rate is None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -124,6 +129,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         prog="python -m bench",
         description="Benchmark sessionstore against a bare Starlette endpoint (the yardstick), with wrk, on a private "
         "redis-server; everything on 127.0.0.1, everything it starts is stopped at the end.",
+        epilog="Two scenarios run on their own: --soak (the long soak: python -m bench --soak --help) and --hot-key "
+        "(other sessions' latency while one session is hammered with writes: python -m bench --hot-key --help).",
     )
     p.add_argument("--duration", type=float, default=None, help="seconds measured per scenario (default 10; 3 with --quick)")
     p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up before each (default 2; 1 with --quick)")
@@ -144,6 +151,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                    help="pin the server under test to one CPU, and wrk and Redis to the others (default: the scheduler decides)")
     p.add_argument("--save", action="store_true",
                    help="also save a partial run (--quick, --only, --skip-million) as bench/results/<time>-partial.json")
+    p.add_argument("--api-key-rate", metavar="RATE",
+                   help="serve with an auth file of one API key, sent with every request, with this rate limit (e.g. "
+                   "1000000/s, high enough not to refuse; 'none': a key without one): the cost of a rate limit, against "
+                   "a run with 'none' (the scenarios of random.lua: lp-get, lp-patch and the like)")
     p.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON and the chart go (default bench/results)")
     a = p.parse_args(argv)
     only = None
@@ -153,7 +164,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         if unknown:
             p.error(f"unknown scenario {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
     o = Options(connections=a.connections, skip_million=a.skip_million, only=only, quick=a.quick, save=a.save,
-                results_dir=a.results_dir, retries=a.retries, pin=a.pin,
+                results_dir=a.results_dir, retries=a.retries, pin=a.pin, api_key_rate=a.api_key_rate,
                 servers=SERVERS if a.server == "both" else (a.server,))
     if a.quick:
         o.duration_s, o.warmup_s = 3.0, 1.0
@@ -363,6 +374,8 @@ class Bench:
         binary = ensure_wrk()
         self.server_cpus, self.load_cpus = cpu_split() if self.opts.pin else (None, None)
         self.wrk = Wrk(self.procs, binary, connections=self.opts.connections, cpus=self.load_cpus)
+        if self.opts.api_key_rate is not None:
+            self.wrk.headers = Http.headers = {API_KEY_HEADER: API_KEY}
         machine = describe(wrk_version(binary))
         self.doc = {
             "started_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -376,6 +389,7 @@ class Bench:
                 "cpus": {"server": self.server_cpus, "wrk_and_redis": self.load_cpus},
                 "retries_when_noisy": {"max": self.opts.retries, "above_other_load_cores": NOISY_CORES},
                 "only": sorted(self.opts.only) if self.opts.only else None,
+                "api_key_rate": self.opts.api_key_rate,
                 "sessions": {"small": self.opts.small_sessions, "mix": self.opts.mix_sessions,
                              "large": None if not self.wanted("reads-1m") else self.opts.large_sessions},
                 "cluster_primaries": CLUSTER_PRIMARIES if self.wanted("lp-get-cluster") else None,
@@ -439,12 +453,23 @@ class Bench:
 
     def start_service(self, server: str, redis_url: str, name: str = "service") -> AppServer:
         """The service on ``server``, on the Redis (or cluster) at ``redis_url``."""
+        env = {"SESSIONSTORE_REDIS_URL": redis_url}
+        if self.opts.api_key_rate is not None:
+            env["SESSIONSTORE_AUTH_FILE"] = str(self.auth_file(self.opts.api_key_rate))
         service = AppServer(self.procs, self.workdir, "bench.service_app:app", name, server=server, factory=True,
-                            cpus=self.server_cpus, env={"SESSIONSTORE_REDIS_URL": redis_url}, ready_path="/readyz",
+                            cpus=self.server_cpus, env=env, ready_path="/readyz",
                             http=SERVICE_HTTP).start()
         self.service_names.append(name)
         self.say(f"service on {server}, port {service.port}, Redis {redis_url}")
         return service
+
+    def auth_file(self, rate: str) -> Path:
+        """An auth file of one key for every tenant, with ``rate`` ("none": no rate)."""
+        path = self.workdir / "auth.toml"
+        digest = hashlib.sha256(API_KEY.encode()).hexdigest()
+        rated = "" if rate == "none" else f'rate = "{rate}"\n'
+        path.write_text(f'[[keys]]\nid = "bench"\ntenant = "*"\nsha256 = "{digest}"\nscopes = ["admin"]\n{rated}')
+        return path
 
     def other_server_phase(self, server: str) -> None:
         """OTHER_SERVER_SCENARIOS on the service on ``server``, on the same Redis and sessions."""
@@ -844,9 +869,18 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None, run: Callable[[Options], dict[str, Any]] | None = None) -> int:
-    opts = parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: a shell may start us with it ignored
         signal.signal(sig, _interrupt)
+    if "--soak" in given or "--hot-key" in given:  # scenarios of their own (bench/soak.py, bench/hotkey.py)
+        from . import hotkey, soak
+
+        try:
+            return soak.main(given) if "--soak" in given else hotkey.main(given)
+        except KeyboardInterrupt:
+            print("\nbench: interrupted; stopping everything it started", file=sys.stderr)
+            return 130
+    opts = parse_args(given)
     bench = Bench(opts)
     try:
         doc = run(opts) if run is not None else bench.execute()

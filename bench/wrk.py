@@ -142,12 +142,15 @@ class Wrk:
     threads: int = THREADS
     timeout_s: int = 5
     cpus: str | None = None  # taskset CPU list for wrk
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (scripts that add wrk.headers)
 
     def run(self, url: str, script: str, args: Sequence[str] = (), duration_s: float = 10.0) -> WrkResult:
         """One wrk run of ``duration_s`` on ``url`` with bench/wrk/``script``."""
         seconds = max(1, round(duration_s))
         argv = [self.binary, f"-t{self.threads}", f"-c{self.connections}", f"-d{seconds}s", f"--timeout={self.timeout_s}s",
                 "--latency", "-s", str(SCRIPTS / script), url]
+        for name, value in self.headers.items():
+            argv[-1:-1] = ["-H", f"{name}: {value}"]
         if args:
             argv += ["--", *args]
         argv = pinned(argv, self.cpus)

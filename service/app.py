@@ -16,9 +16,11 @@ from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
 
 from . import cors
 from .auth import AuthConfig
+from .auth_failures import AuthFailures
 from .config import Settings
 from .faces import console, docs, emporix, genesys, health, liveperson, liveperson_v2, metrics, native
 from .observability import Metrics, Observe, watch_termination
+from .rate_limits import RateLimiter
 from .routing import PLAIN, Routes, Unmatched
 from .store import clients
 from .store.core import UNAVAILABLE, SessionStore
@@ -85,6 +87,14 @@ def tune_gc_for_serving() -> None:
     gc.set_threshold(10_000, 20, 100)
 
 
+def forwarded(proxies: Sequence[str]) -> list[Middleware]:
+    """The client as the trusted proxies name it (X-Forwarded-For), outermost:
+    the address failed authentication counts against (auth_failures.py)."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    return [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(proxies))] if proxies else []
+
+
 def build_app(
     settings: Settings, *, redis: Any = None, auth: AuthConfig | None = None, watch_signals: bool = False
 ) -> App:
@@ -103,8 +113,15 @@ def build_app(
         else clients.connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls=settings.redis_tls())
     )
     store = SessionStore(client, limits=settings.limits, durability=settings.durability)
-    ctx = Context(settings, store, auth)
     metrics = Metrics(store)
+    ctx = Context(settings, store, auth)
+    if auth is not None and auth.rated:
+        ctx.limiter = RateLimiter(store, metrics.rate_limited, metrics.rate_limit_errors)
+    if auth is not None and settings.auth_failure_limit > 0:
+        ctx.failures = AuthFailures(
+            settings.auth_failure_limit, settings.auth_failure_window_s, settings.auth_failure_addresses,
+            metrics.auth_failures, metrics.auth_refused,
+        )  # fmt: skip
     shutting_down = asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -131,6 +148,7 @@ def build_app(
     app = App(
         routes=[route for face in FACES for route in face.routes(ctx)],
         middleware=[
+            *forwarded(settings.forwarded_allow_ips),
             Middleware(Observe, metrics=metrics, access_log=settings.access_log),
             # inside Observe: preflights are counted and logged, and carry a request id
             *cors.middleware(settings.cors_origins),

@@ -5,6 +5,7 @@
     tenant = "739483"        # the tenant this key may act for; "*" = every tenant
     sha256 = "<hex SHA-256 of the secret>"
     scopes = ["read", "write", "admin"]
+    rate = "200/s"           # optional: at most 200 requests a second, shared by every instance
 
 Only the SHA-256 of a secret is kept; a presented secret is hashed and
 compared in constant time. Sections other than [[keys]] belong to other parts
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -39,11 +42,45 @@ class AuthFileError(ValueError):
     """The auth file cannot be used; the message says why and where."""
 
 
+RATE_RE = re.compile(r"\s*([0-9]{1,9})\s*/\s*([0-9]{0,6})\s*(s|m|h)\s*")
+RATE_UNITS_S = {"s": 1, "m": 60, "h": 3600}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A key's request rate limit, ``"<N>/<period>"``: N requests per period,
+    the period ``s``, ``m`` or ``h``, optionally a whole number of them
+    (``"200/s"``, ``"1000/m"``, ``"50/10s"``). N requests may come at once
+    (the burst); past that, one each period/N (GCRA, service/rate_limits.py)."""
+
+    requests: int
+    period_s: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        found = RATE_RE.fullmatch(text)
+        count = int(found.group(1)) if found else 0
+        period = int(found.group(2) or 1) * RATE_UNITS_S[found.group(3)] if found else 0
+        if count < 1 or period < 1:
+            raise ValueError(f"rate {text!r}: write <requests>/<period>, e.g. \"200/s\", \"1000/m\", \"50/10s\" (s, m or h)")
+        return cls(count, period)
+
+    @property
+    def interval_us(self) -> int:
+        """The time one request takes of the budget (GCRA's emission interval), in µs (at least 1)."""
+        return max(1, math.ceil(self.period_s * 1_000_000 / self.requests))
+
+    def __str__(self) -> str:
+        unit = {1: "s", 60: "m", 3600: "h"}.get(self.period_s, f"{self.period_s}s")
+        return f"{self.requests}/{unit}"
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     id: str
     tenant: str
     scopes: frozenset[str]
+    rate: Rate | None = None  # None: never rate limited (no Redis call spent on it)
 
     def may(self, tenant: str, scope: str) -> bool:
         return (self.tenant == ANY_TENANT or self.tenant == tenant) and scope in self.scopes
@@ -54,12 +91,15 @@ OPEN_ACCESS = ApiKey("open-access", ANY_TENANT, frozenset(SCOPES))
 
 
 class Denied(Exception):
-    """Authentication (401) or authorisation (403) failed."""
+    """Authentication (401) or authorisation (403) failed; or (429) the
+    client's address failed to authenticate too often (``headers``: its
+    Retry-After)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 @dataclass(frozen=True)
@@ -103,8 +143,28 @@ class AuthConfig:
                 raise AuthFileError(f"{label} ({key_id}): 'sha256' must be 64 hex digits") from None
             if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
                 raise AuthFileError(f"{label} ({key_id}): 'scopes' must be a list of strings")
-            by_hash[raw] = ApiKey(key_id, tenant, expand_scopes(scopes, f"{label} ({key_id})"))
+            rate = entry.get("rate")
+            if rate is not None:
+                if not isinstance(rate, str):
+                    raise AuthFileError(f"{label} ({key_id}): 'rate' must be a string such as \"200/s\"")
+                try:
+                    rate = Rate.parse(rate)
+                except ValueError as exc:
+                    raise AuthFileError(f"{label} ({key_id}): {exc}") from None
+            by_hash[raw] = ApiKey(key_id, tenant, expand_scopes(scopes, f"{label} ({key_id})"), rate)
         return cls(by_hash, document)
+
+    @property
+    def rated(self) -> bool:
+        """Whether any key has a rate limit (else the service never checks one)."""
+        return any(key.rate is not None for key in self.keys_by_hash.values())
+
+    def find(self, secret: str | None) -> ApiKey | None:
+        """The key a secret belongs to, or None (nothing recorded, nothing raised)."""
+        try:
+            return self.authenticate(secret)
+        except Denied:
+            return None
 
     def authenticate(self, secret: str | None) -> ApiKey:
         """The key a presented secret belongs to; Denied(401) otherwise."""

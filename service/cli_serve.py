@@ -94,6 +94,13 @@ def add_parser(commands: Any) -> None:
         f"(default: ${ENV_PREFIX}CORS_ORIGINS, comma-separated; none: no CORS)",
     )
     serve.add_argument(
+        "--forwarded-allow-ips",
+        default=env("forwarded_allow_ips", ",".join(d.forwarded_allow_ips)),
+        metavar="ADDRESSES",
+        help="comma-separated addresses or networks of the proxies whose X-Forwarded-For and X-Forwarded-Proto "
+        "name the client (* = any); default none: the connection's peer is the client",
+    )
+    serve.add_argument(
         "--server",
         default=env("server", d.server),
         choices=SERVERS,
@@ -129,6 +136,14 @@ def add_parser(commands: Any) -> None:
             metavar="SECONDS",
             help=f"{meaning} (default {default:g}{'' if flag == 'keep-alive-timeout' else '; 0 = none'})",
         )
+    serve.add_argument(
+        "--sse-send-timeout",
+        type=float,
+        default=env("sse_send_timeout", str(d.sse_send_timeout_s)),
+        metavar="SECONDS",
+        help="native API: drop an event stream (and close its connection) whose client has taken no data for "
+        f"this long while events wait for it: one that stopped reading (default {d.sse_send_timeout_s:g})",
+    )
     # whole numbers: a TTL, replicas and their timeout, and the limits on what a
     # client may send or store (see docs/index.md, Configuration: Limits)
     retention, replicas = d.limits.max_retention_s, d.durability.replicas
@@ -154,6 +169,13 @@ def add_parser(commands: Any) -> None:
         ("max-name-chars", d.max_name_chars, "N", "longest tenant, namespace, session, property or attribute name (400)"),
         ("max-json-depth", d.max_json_depth, "N", "deepest nesting of arrays and objects in a JSON body (400)"),
         ("max-list-items", d.max_list_items, "N", "most names in include= and most session ids in one batch read (400)"),
+        ("auth-failure-limit", d.auth_failure_limit, "N",
+         ("failed authentications (unknown API keys) from one client address within --auth-failure-window "
+         f"after which it is answered 429 for that long (default {d.auth_failure_limit}; 0 = never)")),
+        ("auth-failure-window", d.auth_failure_window_s, "SECONDS",
+         "the window of --auth-failure-limit, and how long an address is refused"),
+        ("auth-failure-addresses", d.auth_failure_addresses, "N",
+         "most client addresses whose failed authentications are remembered (the least recent forgotten first)"),
     ):  # fmt: skip
         serve.add_argument(
             f"--{flag}",
@@ -180,18 +202,23 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         access_log=args.access_log,
         cors_origins=tuple(args.cors_origins),
+        forwarded_allow_ips=tuple(split_origins(args.forwarded_allow_ips)),
         server=args.server,
         workers=args.workers,
         shutdown_grace_s=args.shutdown_grace,
         header_timeout_s=args.header_timeout,
         body_timeout_s=args.body_timeout,
         keep_alive_timeout_s=args.keep_alive_timeout,
+        sse_send_timeout_s=args.sse_send_timeout,
         genesys_idle_ttl_s=args.genesys_idle_ttl,
         emporix_idle_ttl_s=args.emporix_idle_ttl,
         max_body_bytes=args.max_body_bytes,
         max_name_chars=args.max_name_chars,
         max_json_depth=args.max_json_depth,
         max_list_items=args.max_list_items,
+        auth_failure_limit=args.auth_failure_limit,
+        auth_failure_window_s=args.auth_failure_window,
+        auth_failure_addresses=args.auth_failure_addresses,
         limits=Limits(
             max_chars=args.max_session_chars, max_properties=args.max_properties, max_retention_s=args.max_retention
         ),
@@ -236,6 +263,10 @@ def refusal(args: argparse.Namespace) -> str | None:
         return "--workers must be at least 1 and --shutdown-grace at least 0"
     if min(args.header_timeout, args.body_timeout) < 0 or args.keep_alive_timeout <= 0:
         return "--header-timeout and --body-timeout must be at least 0 and --keep-alive-timeout above 0"
+    if args.auth_failure_limit < 0 or args.auth_failure_window < 1 or args.auth_failure_addresses < 1:
+        return "--auth-failure-limit must be 0 or more, --auth-failure-window and --auth-failure-addresses at least 1"
+    if not args.sse_send_timeout > 0:
+        return "--sse-send-timeout must be above 0"
     if args.durable_writes < 0 or args.durable_writes and not args.redis_url:
         return "--durable-writes needs --redis-url (a Redis with replicas), and is 0 or more"
     command_timeout_ms = int(Settings.redis_timeout_s * 1000)  # a WAIT must end within it

@@ -50,12 +50,23 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # --durable-writes: replicas that must have a write before it is acknowledged
     durability: Durability = field(default_factory=Durability)
+    # failed authentication (service/auth_failures.py): this many unknown keys from one
+    # client address within the window, and it is answered 429 for a window (0 = never);
+    # at most this many addresses remembered
+    auth_failure_limit: int = 20
+    auth_failure_window_s: int = 60
+    auth_failure_addresses: int = 10_000
+    # --forwarded-allow-ips: the proxies whose X-Forwarded-For names the client (uvicorn's
+    # ProxyHeadersMiddleware; addresses or networks, "*" = any); () = the peer is the client
+    forwarded_allow_ips: tuple[str, ...] = ()
     # Redis
     redis_timeout_s: float = 1.0  # per command
     request_deadline_s: float = 1.8  # /readyz: Redis must answer a PING within this
     sweep_interval_s: float = 30.0  # reclaiming deleted namespaces
     # native API: a comment line this often keeps an idle event stream open
     sse_keepalive_s: float = 15.0
+    # --sse-send-timeout: an event stream whose client has taken no data for this long is dropped
+    sse_send_timeout_s: float = 10.0
     # Genesys face: a session expires this long after its last read or write (0 = never)
     genesys_idle_ttl_s: int = 24 * 3600
     # Emporix face: a session context expires this long after its last write (0 = never)

@@ -103,6 +103,27 @@ class Metrics:
             "Writes refused because Redis is full (maxmemory reached under noeviction; answered 507)",
             registry=registry,
         )
+        self.rate_limited = Counter(
+            "sessionstore_rate_limited",
+            "Requests refused (429) because their API key was over its rate limit, by key id",
+            ["key"],
+            registry=registry,
+        )
+        self.rate_limit_errors = Counter(
+            "sessionstore_rate_limit_errors",
+            "Requests let through unlimited because Redis did not answer the rate limiter (fail open)",
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "sessionstore_auth_failures",
+            "Failed authentications: requests that presented an unknown API key (answered 401)",
+            registry=registry,
+        )
+        self.auth_refused = Counter(
+            "sessionstore_auth_failures_refused",
+            "Requests refused (429) because their client address failed to authenticate too often",
+            registry=registry,
+        )
         self.reconnects = Counter(
             "sessionstore_redis_reconnects",
             "Connections to Redis made again after the first one (a dropped or timed-out connection)",
@@ -118,6 +139,11 @@ class Metrics:
             "Event streams (text/event-stream responses) open now",
             registry=registry,
             multiprocess_mode="livesum",
+        )
+        self.event_streams_dropped = Counter(
+            "sessionstore_event_streams_dropped",
+            "Event streams dropped because their client took no data for --sse-send-timeout (it stopped reading)",
+            registry=registry,
         )
         self.workers = Gauge(
             "sessionstore_workers",
@@ -307,12 +333,13 @@ class Observe:
         try:
             await self.app(scope, receive, send_observed)
         except Exception as exc:
-            log.error(
-                "unhandled error on %s %s",
-                printable(scope["method"][:16]),
-                printable(scope["path"]),
-                exc_info=(type(exc), exc, exc.__traceback__),
-            )
+            if not getattr(exc, "_sessionstore_logged", False):  # e.g. an event stream dropped (native_events.py)
+                log.error(
+                    "unhandled error on %s %s",
+                    printable(scope["method"][:16]),
+                    printable(scope["path"]),
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
             with contextlib.suppress(AttributeError):
                 exc._sessionstore_logged = True  # type: ignore[attr-defined]
             if not started:

@@ -36,10 +36,13 @@ from starlette.types import Receive, Scope, Send
 
 from .auth import Denied
 from .operations import Face, documented
+from .rate_limits import RateLimiter
 from .store.core import UNAVAILABLE, NotDurable
 
 INSUFFICIENT_STORAGE = 507
 FULL = "the store is full: the write was refused and nothing was stored; try again later"
+TOO_MANY_REQUESTS = 429
+RATE_LIMITED = "this API key's rate limit ({}) is reached; retry after {} s"
 from .web import AUTHORIZED, NEEDED_SCOPE, ApiError, Context, json_response
 
 log = logging.getLogger("sessionstore.web")
@@ -97,6 +100,7 @@ class Endpoint(Route):
         if "GET" in self.bound:
             self.bound.setdefault("HEAD", self.bound["GET"])
         self.ctx = ctx
+        self.limiter = ctx.limiter if ctx is not None else None  # None: no key has a rate limit
         self.answers = answers
         super().__init__(path, self.endpoint_function(), methods=list(self.bound))
         self.allow = ", ".join(sorted(self.methods or ()))
@@ -144,11 +148,13 @@ class Endpoint(Route):
         try:
             chosen = self.choose(request)
             scope[NEEDED_SCOPE] = chosen.scope
+            if self.limiter is not None and chosen.scope is not None:
+                await self.rate_limit(request, self.limiter)
             response = await chosen.handler(request)
         except ApiError as exc:
             response = self.refused(request, exc)
         except Denied as exc:
-            response = self.refused(request, ApiError(exc.status, exc.message))
+            response = self.refused(request, ApiError(exc.status, exc.message, exc.headers))
         except OutOfMemoryError:  # maxmemory reached under noeviction: Redis refused the write before it changed anything
             log.warning("Redis is full: write refused on %s %s", request.method, scope["path"])
             response = self.refused(request, ApiError(INSUFFICIENT_STORAGE, FULL))
@@ -162,6 +168,16 @@ class Endpoint(Route):
             if chosen.scope is not None and AUTHORIZED not in scope and response.status_code < 400:
                 raise AssertionError(f"{chosen.handler!r} declares the {chosen.scope!r} scope but never checked it")
         await response(scope, receive, send)
+
+    async def rate_limit(self, request: Request, limiter: RateLimiter) -> None:
+        """The face's 429, with Retry-After, when the request's key is over its rate."""
+        assert self.ctx is not None  # a limiter comes with a context
+        key = self.ctx.rated_key(request)
+        if key is None or key.rate is None:
+            return
+        seconds = await limiter.retry_after_s(key)
+        if seconds:
+            raise ApiError(TOO_MANY_REQUESTS, RATE_LIMITED.format(key.rate, seconds), {"Retry-After": str(seconds)})
 
     def refused(self, request: Request, error: ApiError) -> Response:
         """The error answer. The access log names the caller's key even when

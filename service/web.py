@@ -15,8 +15,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .auth import KEY_ID_STATE, OPEN_ACCESS, ApiKey, AuthConfig, Denied, authorize, presented_secret
+from .auth_failures import AuthFailures
 from .body_timeout import BodyDeadlines
 from .config import Settings
+from .rate_limits import RateLimiter
 from .store.core import SessionStore
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -84,12 +86,16 @@ def etag_header(version: int) -> Header:
 
 @dataclass
 class Context:
-    """What a face needs: settings, the store and the API keys (and the
-    deadlines of the request bodies being read: service/body_timeout.py)."""
+    """What a face needs: settings, the store and the API keys; the rate
+    limiter (None when no key has a rate), the failed authentications per
+    address (None when not limited), and the deadlines of the request
+    bodies being read (service/body_timeout.py)."""
 
     settings: Settings
     store: SessionStore
     auth: AuthConfig | None
+    limiter: RateLimiter | None = None
+    failures: AuthFailures | None = None
     bodies: BodyDeadlines = field(init=False)
 
     def __post_init__(self) -> None:
@@ -108,19 +114,42 @@ class Context:
         state: dict[str, Any] = request.scope.setdefault("state", {})
         found: ApiKey | Denied | None = state.get(CALLER)
         if found is None:
-            secret = presented_secret(request.headers)
-            if secret is None and query_token:
-                secret = (query(request, "access_token") or "").strip() or None
-            try:
-                found = self.auth.authenticate(secret)
-                state[KEY_ID_STATE] = found.id
-            except Denied as exc:
-                found = exc
-                state[KEY_ID_STATE] = "unknown" if secret else "-"
+            failures = self.failures
+            if failures is not None and failures.blocked:  # some address failed too often
+                found = failures.refusal(request.scope)
+            if found is None:
+                secret = presented_secret(request.headers)
+                if secret is None and query_token:
+                    secret = (query(request, "access_token") or "").strip() or None
+                try:
+                    found = self.auth.authenticate(secret)
+                    state[KEY_ID_STATE] = found.id
+                except Denied as exc:
+                    found = exc
+                    state[KEY_ID_STATE] = "unknown" if secret else "-"
+                    if secret and failures is not None:
+                        failures.failed(request.scope)
+            else:
+                state[KEY_ID_STATE] = "-"
             state[CALLER] = found
         if isinstance(found, Denied):
-            raise Denied(found.status, found.message)
+            raise Denied(found.status, found.message, found.headers)
         return found
+
+    def rated_key(self, request: Request) -> ApiKey | None:
+        """The request's key, for its rate limit (only asked when some key
+        has one): from a header as caller() finds it (and keeps it); from
+        ``?access_token=`` looked up without being kept, since only the
+        operations that take one accept it (they ask caller() themselves)."""
+        if self.auth is None:
+            return None
+        if presented_secret(request.headers) is not None:
+            try:
+                return self.caller(request)
+            except Denied:
+                return None
+        token = query(request, "access_token")
+        return self.auth.find(token.strip()) if token else None
 
     def require(self, request: Request, tenant: str, *, query_token: bool = False) -> ApiKey:
         """The caller, who must have the scope the operation declares (its

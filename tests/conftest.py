@@ -380,6 +380,7 @@ CLUSTER_MODULES = {
     "test_customers",
     "test_customers_api",
     "test_writes",
+    "test_rate_limits",
 }
 
 

@@ -69,7 +69,8 @@ async def test_update_writes_only_what_changed(harness: Harness, redis: Any) -> 
         "properties": {"cart": {"items": 3, "coupon": None}, "intent": None, "n": 1.0, "new": {"a": [None]}}
     }
     # the property it left alone kept its own TTL (a PUT would have written it again, without)
-    stored = await redis.hget(keys.session(TENANT, NS, 0, "s").session, "otp")
+    generation = int(await redis.hget(keys.namespace(TENANT, NS), "g"))
+    stored = await redis.hget(keys.session(TENANT, NS, generation, "s").session, "otp")
     assert stored.startswith(b"@") and stored.endswith(b'"123456"')
 
     # nothing changed: nothing written

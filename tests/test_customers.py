@@ -38,7 +38,9 @@ def test_index_keys_escape_the_customer() -> None:
 
 
 async def raw_meta(store: SessionStore, sid: str, ns: str = NS) -> bytes:
-    meta = await store.redis.hget(keys.session(T, ns, 0, sid).session, keys.META_FIELD)
+    found = await store.namespace(T, ns)
+    assert found is not None
+    meta = await store.redis.hget(keys.session(T, ns, found.generation, sid).session, keys.META_FIELD)
     assert isinstance(meta, bytes)
     return meta
 

@@ -263,8 +263,10 @@ async def test_import_ties_and_indexes(store: SessionStore) -> None:
     # a file from before the ties: an Emporix context is tied by its customerId property
     old = [line.replace(b',"customerId":"cust-2"', b"") if b'"sessionId":"e"' in line else line for line in lines]
     assert old != lines
-    for key_ in [keys.session(T, ns, 0, sid).session for ns, sid in (("ns", "s"), ("__emporix__", "e"))]:
-        await store.redis.delete(key_)
+    for ns, sid in (("ns", "s"), ("__emporix__", "e")):
+        found = await store.namespace(T, ns)
+        assert found is not None
+        await store.redis.delete(keys.session(T, ns, found.generation, sid).session)
     for customer in (C1, C2):
         await store.redis.delete(keys.customer_index(T, customer))
     await transfer.import_sessions(store, old)

@@ -626,7 +626,8 @@ async def follow(base: str, sid: str, headers: dict[str, str] = READER) -> Async
 
 
 async def subscribers(redis: Any, sid: str) -> int:
-    channel = keys.session(TENANT, "ns", 0, sid).events
+    generation = int(await redis.hget(keys.namespace(TENANT, "ns"), "g"))
+    channel = keys.session(TENANT, "ns", generation, sid).events
     if isinstance(redis, RedisCluster):  # a shard channel, on the node that owns its slot
         await redis.initialize()
         reply = await redis.execute_command("PUBSUB SHARDNUMSUB", channel, target_nodes=redis.get_node_from_key(channel))

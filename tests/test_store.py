@@ -28,6 +28,12 @@ async def props(store: SessionStore, sid: str, ns: str = NS) -> dict[str, bytes]
     return None if found is None else found.properties
 
 
+async def generation(store: SessionStore, ns: str = NS) -> int:
+    found = await store.namespace(T, ns)
+    assert found is not None
+    return found.generation
+
+
 async def test_write_read_and_versions(store: SessionStore) -> None:
     r = await store.write(T, NS, "s", Changes().set("a", b"1").set(":odd", b'"colon"'))
     assert (r.status, r.version, r.created) == (Status.OK, 1, True)
@@ -86,14 +92,14 @@ async def test_property_ttl_expires_only_that_property(store: SessionStore) -> N
     assert await props(store, "s") == {"stays": b"1"}
     # a later write prunes it from the hash for good, with the size kept right
     await store.write(T, NS, "s", Changes().set("x", b"3"))
-    raw = await store.redis.hgetall(keys.session(T, NS, 0, "s").session)
+    raw = await store.redis.hgetall(keys.session(T, NS, await generation(store), "s").session)
     assert set(raw) == {b":", b"stays", b"x"}
 
 
 async def test_all_properties_expiring_frees_the_key(store: SessionStore, redis: Any) -> None:
     await store.ensure_namespace(T, NS, ttl_s=1)
     await store.write(T, NS, "s", Changes().set("a", b"1"))
-    key = keys.session(T, NS, 0, "s").session
+    key = keys.session(T, NS, await generation(store), "s").session
     assert 0 < await redis.pttl(key) <= 1000
     await asyncio.sleep(1.1)
     assert await redis.exists(key) == 0
@@ -153,6 +159,7 @@ async def test_namespace_delete_is_constant_time_and_swept(store: SessionStore, 
     await asyncio.gather(*(store.write(T, NS, f"s{n}", Changes().set("a", b"1")) for n in range(300)))
     await store.write(T, "kept", "s", Changes().set("a", b"1"))
     keys_before = await redis.dbsize(**everywhere(redis))
+    dead = await generation(store)
     assert await store.delete_namespace(T, NS) is True
     assert await store.read(T, NS, "s1") is None
     assert [n.name for n in await store.list_namespaces(T)] == ["kept"]
@@ -160,10 +167,24 @@ async def test_namespace_delete_is_constant_time_and_swept(store: SessionStore, 
     assert await store.sweep() == 300
     assert await store.sweep() == 0
     remaining = {k.decode() for k in await redis.keys("*", **everywhere(redis))}
-    assert not any(k.startswith(f"ss:{{{T}/{NS}/0/") for k in remaining)
+    assert not any(k.startswith(f"ss:{{{T}/{NS}/{dead}/") for k in remaining)
     assert await props(store, "s", "kept") == {"a": b"1"}
     # deleting again, or something never made, is no error
     assert await store.delete_namespace(T, NS) is False
+
+
+async def test_a_deleted_namespace_whose_record_is_lost_does_not_come_back(store: SessionStore, redis: Any) -> None:
+    # An evicting policy may take the record a deleted namespace leaves (its
+    # generation) before the sweeper reclaims the old sessions: the
+    # namespace made again must not start at a generation that holds them.
+    await store.write(T, NS, "s", Changes().set("secret", b"1"))
+    assert await store.delete_namespace(T, NS) is True
+    await redis.delete(keys.namespace(T, NS))  # what eviction does
+    await store.write(T, NS, "other", Changes().set("a", b"1"))
+    assert await store.read(T, NS, "s") is None
+    listed, _ = await store.list_sessions(T, NS, 10)
+    assert listed == ["other"]
+    assert await store.sweep() == 1  # and the dead generation is still reclaimed
 
 
 async def test_concurrent_writes_to_new_namespace(store: SessionStore) -> None:
@@ -198,14 +219,14 @@ async def test_a_namespace_spreads_over_every_primary(cluster_store: SessionStor
     store, redis = cluster_store, cluster_store.redis
     ids = [f"s{n}" for n in range(60)]
     await asyncio.gather(*(store.write(T, NS, i, Changes().set("n", b"1")) for i in ids))
-    held = {}
+    held, g = {}, await generation(store)
     for node in redis.get_primaries():
-        found = await redis.keys(f"ss:{{{T}/{NS}/0/*}}:s:*", target_nodes=node)
+        found = await redis.keys(f"ss:{{{T}/{NS}/{g}/*}}:s:*", target_nodes=node)
         held[node.name] = {k.decode().rpartition(":s:")[2] for k in found}
     assert all(held.values()) and len(held) == 3  # every primary holds some of the sessions
     assert set().union(*held.values()) == set(ids)
     for node, sids in held.items():
-        assert all(node_of(redis, keys.session(T, NS, 0, sid).session) == node for sid in sids)
+        assert all(node_of(redis, keys.session(T, NS, g, sid).session) == node for sid in sids)
     # and what reads many sessions at once gathers them from every node
     assert [s.session_id for s in await store.read_many(T, NS, ids) if s] == ids
     listed, cursor = await store.list_sessions(T, NS, 100)
@@ -215,7 +236,7 @@ async def test_a_namespace_spreads_over_every_primary(cluster_store: SessionStor
     assert await store.delete_namespace(T, NS) is True
     assert await store.sweep() == 60
     for node in redis.get_primaries():
-        assert await redis.keys(f"ss:{{{T}/{NS}/0/*", target_nodes=node) == []
+        assert await redis.keys(f"ss:{{{T}/{NS}/{g}/*", target_nodes=node) == []
 
 
 @pytest.mark.cluster_only
@@ -225,8 +246,9 @@ async def test_scripts_reload_per_node_after_noscript(cluster_store: SessionStor
     ids = [f"s{n}" for n in range(30)]
     await asyncio.gather(*(store.write(T, NS, i, Changes().set("n", b"1")) for i in ids))
     by_node: dict[str, list[str]] = {}
+    g = await generation(store)
     for sid in ids:
-        by_node.setdefault(node_of(redis, keys.session(T, NS, 0, sid).session), []).append(sid)
+        by_node.setdefault(node_of(redis, keys.session(T, NS, g, sid).session), []).append(sid)
     assert len(by_node) == 3
     flushed, other = redis.get_primaries()[:2]
     # one primary forgets its scripts (a restart, a failover to a replica that never ran them)
@@ -248,10 +270,10 @@ async def test_scripts_reload_per_node_after_noscript(cluster_store: SessionStor
 @pytest.mark.cluster_only
 async def test_events_of_sessions_on_every_node(cluster_store: SessionStore) -> None:
     store, redis = cluster_store, cluster_store.redis
-    await store.ensure_namespace(T, NS)
+    g = (await store.ensure_namespace(T, NS)).generation
     chosen: dict[str, str] = {}
     for n in range(200):
-        chosen.setdefault(node_of(redis, keys.session(T, NS, 0, f"s{n}").events), f"s{n}")
+        chosen.setdefault(node_of(redis, keys.session(T, NS, g, f"s{n}").events), f"s{n}")
     assert len(chosen) == 3
     subscriptions = [await store.subscribe(T, NS, sid) for sid in chosen.values()]
     try:

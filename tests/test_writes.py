@@ -36,6 +36,11 @@ class RoundTrips:
         return counted
 
 
+async def generation(store: SessionStore) -> int:
+    """The namespace's generation as it is now (a namespace made afresh starts at the time in ms)."""
+    return int(await store.seam.call("HGET", keys.namespace(T, NS), "g"))
+
+
 async def raw_session(store: SessionStore, generation: int, sid: str) -> dict[bytes, bytes]:
     found: dict[bytes, bytes] = await store.seam.call("HGETALL", keys.session(T, NS, generation, sid).session)
     return found
@@ -56,30 +61,33 @@ async def test_a_write_to_a_known_namespace_is_one_round_trip(store: SessionStor
 
 async def test_namespace_made_again_under_a_stale_guess(redis_factory: Callable[[], Any]) -> None:
     a, b = SessionStore(redis_factory()), SessionStore(redis_factory())
-    await a.write(T, NS, "s", Changes().set("n", b"5"))  # a guesses generation 0 from now on
+    await a.write(T, NS, "s", Changes().set("n", b"5"))  # a guesses this generation from now on
+    first = await generation(b)
     assert await b.delete_namespace(T, NS)
-    await b.ensure_namespace(T, NS)  # generation 1, empty
+    await b.ensure_namespace(T, NS)  # the next generation, empty
+    assert await generation(b) == first + 1
     result = await a.write(T, NS, "s", Changes().increment("n", 1))
     assert result.status is Status.OK and result.value == b"1" and result.version == 1 and result.created
     live = await b.read(T, NS, "s")
     assert live is not None and live.properties == {"n": b"1"} and live.version == 1  # applied once
-    assert (await raw_session(b, 0, "s"))[b":n"[1:]] == b"6"  # the deleted generation's, left to the sweeper
+    assert (await raw_session(b, first, "s"))[b":n"[1:]] == b"6"  # the deleted generation's, left to the sweeper
     await b.sweep()
     assert (await a.write(T, NS, "t", Changes().increment("n", 1))).value == b"1"
-    assert await raw_session(b, 0, "t") == {}  # a session made in a dead generation does not stay there
+    assert await raw_session(b, first, "t") == {}  # a session made in a dead generation does not stay there
 
 
 async def test_namespace_deleted_under_a_stale_guess(redis_factory: Callable[[], Any]) -> None:
     a, b = SessionStore(redis_factory()), SessionStore(redis_factory())
     await a.write(T, NS, "s", Changes().set("n", b"1"))
+    first = await generation(b)
     await b.delete_namespace(T, NS)
     refused = await a.write(T, NS, "new", Changes().increment("n", 1), create_namespace=False)
     assert refused.status is Status.MISSING
-    assert await b.namespace(T, NS) is None and await raw_session(b, 0, "new") == {}
+    assert await b.namespace(T, NS) is None and await raw_session(b, first, "new") == {}
     made = await a.write(T, NS, "new", Changes().increment("n", 1))
     assert made.status is Status.OK and made.value == b"1"
     ns = await b.namespace(T, NS)
-    assert ns is not None and ns.generation == 1
+    assert ns is not None and ns.generation == first + 1
     assert (await b.read(T, NS, "new")) is not None
 
 
@@ -97,7 +105,7 @@ async def test_namespace_ttl_changed_under_a_stale_guess(
     results = await asyncio.gather(*writes)
     assert all(r.status is Status.OK for r in results)
     assert sorted(r.version for r in results) == list(range(2, 42))  # one version each: none applied twice
-    raw = await raw_session(b, 0, "s")
+    raw = await raw_session(b, await generation(b), "s")
     assert raw[b"n"].endswith(b"40")
     for i in range(40):
         value = raw[f"p{i}".encode()]

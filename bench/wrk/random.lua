@@ -8,6 +8,9 @@ local method, prefix, suffix, count, fmt, body
 local headers = {}
 
 function init(args)
+  for name, value in pairs(wrk.headers) do  -- wrk -H (bench --api-key-rate: the API key)
+    if name ~= "Host" then headers[name] = value end
+  end
   method, prefix, suffix = args[1], args[2], args[3]
   count = common.number(args, 4, "COUNT")
   fmt = args[5]

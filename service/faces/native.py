@@ -298,7 +298,14 @@ class NativeFace(NativeRequests):
         except EventsLost:
             raise ApiError(503, "storage unavailable, try again") from None
         shutting_down = getattr(request.app.state, "shutting_down", None) or asyncio.Event()
-        return EventStream(subscription, self.ctx.settings.sse_keepalive_s, shutting_down)
+        metrics = getattr(request.app.state, "metrics", None)
+        return EventStream(
+            subscription,
+            self.ctx.settings.sse_keepalive_s,
+            shutting_down,
+            self.ctx.settings.sse_send_timeout_s,
+            on_drop=metrics.event_streams_dropped.inc if metrics is not None else lambda: None,
+        )
 
     # -- routes -----------------------------------------------------------------
 

@@ -158,6 +158,7 @@ class NamespaceEnsure(Argv):
     SCRIPT = "namespace_ensure"
     now: int
     ttl_s: Arg  # '' = leave as it is
+    fresh_generation: int  # for a record that is gone: the time (ms), never a generation used before
 
     @staticmethod
     def reply(reply: Any, tenant: str, name: str) -> Namespace:

@@ -22,8 +22,8 @@ from .scripts import Scripts
 SAFE_POLICIES = frozenset({"noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"})
 EVICTION = (
     "under allkeys-* Redis may evict a namespace record, a session index, a customer index or the sweeper's "
-    "queue: the namespace's sessions become unreachable and a write makes it again from generation 0 over them, "
-    "customer exports and erasures miss sessions, deleted namespaces are never reclaimed; use noeviction "
+    "queue: all of the namespace's sessions are lost at once (a write makes it again at a new generation), "
+    "listings, customer exports and erasures miss sessions, deleted namespaces are never reclaimed; use noeviction "
     "(writes refused when full: 507) or a volatile-* policy (only sessions, which carry a TTL, are evicted)"
 )
 

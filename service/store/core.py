@@ -138,7 +138,8 @@ class SessionStore:
     async def ensure_namespace(self, tenant: str, name: str, ttl_s: int | None = None) -> Namespace:
         """Create the namespace unless it exists; set its TTL when one is given."""
         await self.seam.call("SADD", keys.tenant_namespaces(tenant), name)
-        args = calls.NamespaceEnsure(now_ms(), calls.optional(ttl_s)).args()
+        now = now_ms()
+        args = calls.NamespaceEnsure(now, calls.optional(ttl_s), now).args()
         ns = calls.NamespaceEnsure.reply(await self._write(self.scripts.namespace_ensure, [keys.namespace(tenant, name)], args), tenant, name)
         self._remember(ns)
         return ns
@@ -338,8 +339,15 @@ class SessionStore:
         with ``await subscription.aclose()``. The session need not exist yet.
         It follows the namespace's generation as it is now: after the
         namespace is deleted, events of the one made again under its name are
-        not seen (subscribe again)."""
-        generation = await self.seam.call("HGET", keys.namespace(tenant, namespace), "g")
+        not seen (subscribe again). Of a namespace that does not exist yet,
+        it reserves the generation the namespace will be made at: a record
+        holding only 'g' reads as absent, as a deleted one does
+        (lua/namespace_ensure.lua keeps it)."""
+        record = keys.namespace(tenant, namespace)
+        generation = await self.seam.call("HGET", record, "g")
+        if generation is None:
+            await self.seam.call("HSETNX", record, "g", now_ms())
+            generation = await self.seam.call("HGET", record, "g")
         channel = keys.session(tenant, namespace, int(generation or 0), session_id).events
         if self._hub is None:
             self._hub = self.seam.event_hub()

@@ -4,6 +4,7 @@ many subscribers (on a Redis Cluster, one per node: shard channels)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from typing import Any
@@ -26,50 +27,74 @@ class EventsLost(Exception):
 class Subscription:
     """The change events of one session from the moment it was confirmed, as
     the JSON texts the scripts publish: ``{"version", "changed", "deleted"}``.
-    ``await next(timeout)`` for each (None when none came in time);
-    ``await aclose()`` when done (safe to call more than once)."""
+    ``await next(timeout)`` for each (None when none came in time, or when
+    ``poke()`` woke it); ``await aclose()`` when done (safe to call more than
+    once). Its backlog is a deque of the event texts, which every subscriber
+    of the session shares, and one future while it waits: small enough for
+    thousands of idle streams."""
+
+    __slots__ = ("_backlog", "_closed", "_events", "_hub", "_lost", "_waiter", "channel")
 
     def __init__(self, hub: EventHub, channel: bytes, backlog: int) -> None:
         self.channel = channel
         self._hub = hub
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(backlog)
+        self._backlog = backlog
+        self._events: collections.deque[bytes] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._lost: str | None = None  # why it ended
         self._closed = False
 
     def _deliver(self, event: bytes) -> None:
         if self._lost is not None:
             return
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self._end(f"the subscriber fell more than {self._queue.maxsize} events behind")
+        if len(self._events) >= self._backlog:
+            self._end(f"the subscriber fell more than {self._backlog} events behind")
+            return
+        self._events.append(event)
+        self.poke()
+
+    def poke(self) -> None:
+        """Wakes a next() that is waiting: it returns what came, else None."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def end(self, why: str) -> None:
+        """Ends it as a lost connection would: once the events before are
+        read, next() raises EventsLost(why). (aclose() is still to be called.)"""
+        self._end(why)
 
     def _end(self, why: str) -> None:
         if self._lost is None:
             self._lost = why
-            with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes no one: next() drains it first
-                self._queue.put_nowait(None)
+            self.poke()
 
     async def next(self, timeout: float | None = None) -> bytes | None:
         """The next event; None when ``timeout`` seconds pass without one.
         Raises EventsLost once the events before the loss are read."""
-        if self._lost is not None and self._queue.empty():
-            raise EventsLost(self._lost)
-        try:
-            async with asyncio.timeout(timeout):
-                event = await self._queue.get()
-        except TimeoutError:
-            return None
-        if event is None:
-            raise EventsLost(self._lost)
-        return event
+        if not self._events:
+            if self._lost is not None:
+                raise EventsLost(self._lost)
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(timeout):
+                    await waiter
+            except TimeoutError:
+                return None
+            finally:
+                self._waiter = None
+            if not self._events:
+                if self._lost is not None:
+                    raise EventsLost(self._lost)
+                return None  # poked
+        return self._events.popleft()
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> bytes:
-        event = await self.next()
-        assert event is not None  # no timeout
+        while (event := await self.next()) is None:
+            pass  # poked
         return event
 
     async def aclose(self) -> None:

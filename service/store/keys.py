@@ -14,9 +14,13 @@ sessions still spread over many slots:
     ss:{T/c/<customer>}:customer      zset    the sessions tied to one customer of tenant T (see customers.py):
                                               member namespace + NUL + session id, score the last touch (ms)
     ss:{sweep}:graves                 set     "T/N/G" of deleted namespace generations still to reclaim
+    ss:{rate/<key id>}:limit          string  the rate limit state of one API key (see rate_limits.py): its
+                                              own tag, one slot per key; its id escaped as a customer's is
 
 G is the namespace's generation: deleting a namespace moves it on, which
 orphans every key of the old generation at once; the sweeper reclaims those.
+A namespace made afresh starts at the time (ms) instead of 0, so a record
+lost to eviction never brings an earlier generation's sessions back.
 B is the session's bucket, crc32(session id) mod BUCKETS: a bucket's
 sessions and their indexes share one tag, so a write and its index update are
 one script on one slot, and a namespace spreads over BUCKETS slots.
@@ -81,9 +85,19 @@ def session_in_bucket(tenant: str, name: str, generation: int, number: int, sess
     return f"ss:{{{tenant}/{name}/{generation}/{number}}}:s:{session_id}"
 
 
+def in_tag(text: str) -> str:
+    """Any text, written so it can stand inside a hash tag: its '%', '{' and '}' as %25, %7B and %7D."""
+    return text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
 def customer_index(tenant: str, customer: str) -> str:
-    escaped = customer.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
-    return f"ss:{{{tenant}/c/{escaped}}}:customer"
+    return f"ss:{{{tenant}/c/{in_tag(customer)}}}:customer"
+
+
+def rate_limit(key_id: str) -> str:
+    """The rate limiter of one API key (by its id: the entries of one key
+    being rotated, old and new secret, share it)."""
+    return f"ss:{{rate/{in_tag(key_id)}}}:limit"
 
 
 CUSTOMER_INDEX_PATTERN = "ss:{*/c/*}:customer"  # SCAN MATCH for every customer index

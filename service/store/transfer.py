@@ -284,7 +284,7 @@ async def ensure_namespace(store: SessionStore, record: NamespaceRecord) -> int:
     reply = await store.seam.run(
         store.scripts.namespace_ensure,
         [keys.namespace(record.tenant, record.namespace)],
-        calls.NamespaceEnsure(record.created_ms or now_ms(), record.ttl_second).args(),
+        calls.NamespaceEnsure(record.created_ms or now_ms(), record.ttl_second, now_ms()).args(),
     )
     return calls.NamespaceEnsure.reply(reply, record.tenant, record.namespace).generation
 
