@@ -157,6 +157,8 @@ def _operation_builder(rm: RouteMethod, documented: Documented, schemas: _Schema
         implied += [400, 413]
     if op.scope is not None:
         implied += [401, 403]
+    if 401 in implied or 401 in responses:  # a key is asked for: it may be over its rate, its address refused
+        implied.append(429)
     if face.storage:
         implied.append(503)
     for status in implied:

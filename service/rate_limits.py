@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from .auth import ApiKey
-from .store import keys
+from .store import calls, keys
 from .store.core import UNAVAILABLE, SessionStore
 
 log = logging.getLogger("sessionstore.limits")
@@ -58,7 +58,8 @@ class RateLimiter:
             name = self._keys[key.id] = keys.rate_limit(key.id)
         interval = rate.interval_us
         try:
-            admitted, wait_us = await self.seam.run(self.script, (name,), (interval, interval * rate.requests))
+            args = calls.RateLimit(interval, interval * rate.requests).args()
+            admitted, wait_us = await self.seam.run(self.script, (name,), args)
         except UNAVAILABLE as exc:
             self.errors.inc()
             now = time.monotonic()

@@ -28,6 +28,10 @@ from service.logs import JsonFormatter, TextFormatter
 
 from .conftest import RedisServer, free_port
 
+# its many wrong keys from one address would have it refused (429) before the
+# answers it checks: failed authentication is not refused here (test_auth_failures.py)
+EVERY_ANSWER: dict[str, Any] = {"auth_failure_limit": 0}
+
 pytestmark = pytest.mark.anyio
 
 T = "acme"
@@ -144,7 +148,7 @@ async def test_no_secret_in_logs_or_error_bodies(caplog: pytest.LogCaptureFixtur
         assert s.recv(16).startswith(b"+OK")
     try:
         url = f"redis://default:{PASSWORD}@127.0.0.1:{server.port}/0"
-        answers = await exercise(build_app(Settings(redis_url=url, access_log=True, redis_timeout_s=2), auth=auth()))
+        answers = await exercise(build_app(Settings(redis_url=url, access_log=True, redis_timeout_s=2, **EVERY_ANSWER), auth=auth()))
         statuses = {r.status_code for r in answers}
         assert {200, 204, 400, 401, 403, 404}.issubset(statuses), statuses
         # an Emporix version conflict (a 404 naming the version) is among the answers checked
@@ -152,7 +156,7 @@ async def test_no_secret_in_logs_or_error_bodies(caplog: pytest.LogCaptureFixtur
         # the wrong password, and a Redis that does not answer: 503s, warnings in the log
         for bad in (f"redis://default:{PASSWORD}x@127.0.0.1:{server.port}/0",
                     f"redis://default:{PASSWORD}@127.0.0.1:{free_port()}/0"):  # fmt: skip
-            failing = await exercise(build_app(Settings(redis_url=bad, access_log=True, redis_timeout_s=0.5), auth=auth()))
+            failing = await exercise(build_app(Settings(redis_url=bad, access_log=True, redis_timeout_s=0.5, **EVERY_ANSWER), auth=auth()))
             assert 503 in {r.status_code for r in failing}
             answers += failing
     finally:

@@ -200,9 +200,18 @@ class CustomerDrop(Argv):
     guard_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit(Argv):
+    """lua/rate_limit.lua (service/rate_limits.py): one request against an API key's rate."""
+
+    SCRIPT = "rate_limit"
+    interval_us: int
+    burst_us: int
+
+
 CODECS: tuple[type[Argv], ...] = (
     SessionMutate, SessionRestamp, SessionDelete, SessionSettings, SessionGetOrCreate, SessionImport,
-    NamespaceEnsure, NamespaceDelete, BucketList, CustomerTouch, CustomerDrop,
+    NamespaceEnsure, NamespaceDelete, BucketList, CustomerTouch, CustomerDrop, RateLimit,
 )  # fmt: skip
 
 
