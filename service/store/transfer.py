@@ -310,7 +310,8 @@ async def import_sessions(
     script = store.scripts.session_import
     limits = store.limits
 
-    async def write(number: int, record: SessionRecord, now: int) -> None:
+    async def write(number: int, record: SessionRecord, now: int) -> str | None:
+        """Imports one session; the problem when the store refused it."""
         generation = generations[(record.tenant, record.namespace)]
         customer = record.customer_id or customers.tie_of_record(record.namespace, record.properties)
         if customer:  # in the index before the session is tied, as every tying write does
@@ -332,7 +333,8 @@ async def import_sessions(
             stats.skipped += 1
         else:
             what = {"toolarge": "too large", "toomany": "too many properties"}.get(status, status)
-            stats.fail(f"line {number}: session {record.session_id!r} of {record.tenant}/{record.namespace}: {what}")
+            return f"line {number}: session {record.session_id!r} of {record.tenant}/{record.namespace}: {what}"
+        return None
 
     async def flush() -> None:
         if pending:
@@ -341,7 +343,10 @@ async def import_sessions(
                 if where not in generations:  # sessions with no namespace line before them
                     generations[where] = (await store.ensure_namespace(*where)).generation
             now = now_ms()
-            await asyncio.gather(*(write(n, r, now) for n, r in pending))
+            refused = await asyncio.gather(*(write(n, r, now) for n, r in pending))
+            for problem in refused:  # in line order, however the writes ended
+                if problem is not None:
+                    stats.fail(problem)
             pending.clear()
             if progress:
                 progress(stats.imported + stats.skipped + stats.failed)
