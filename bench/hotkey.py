@@ -5,20 +5,32 @@ one session keep other sessions' latency within 2× of normal").
 In one run, on a private redis-server, three phases of ``--hot-key-seconds``
 each (after a warm-up of their own, not counted):
 
-1. ``alone``: the normal load, the 90/10 read/write mix (bench/wrk/mix.lua)
-   at 64 connections over 10,000 sessions, on the service (uvicorn, one
-   worker): its p50 and p99 are "normal";
+1. ``alone``: the normal load, the 90/10 read/write mix at 64 connections
+   over 10,000 sessions, on the service (uvicorn, one worker): its p50 and
+   p99 are "normal". By default each connection waits ``--normal-delay-ms``
+   (20) after each answer (bench/wrk/mix_paced.lua), a load of about half
+   what the instance can take, as a service is run; with 0 it is as fast as
+   the connections go (bench/wrk/mix.lua), the instance saturated, where
+   any work added shows in full as latency;
 2. ``same-instance``: the same load while a second wrk (64 connections,
    bench/wrk/hot.lua) PATCHes ONE session as fast as it can, through the
    same service instance;
 3. ``other-instance``: the same, the hammer going through a second service
    instance on the same Redis (instances are stateless: a fleet behind a
-   load balancer, one of which takes the abusive client).
+   load balancer, one of which takes the abusive client);
+4. ``fleet``: 10,000 writes per second to the one session as a fleet of ten
+   instances behind a load balancer would get them: the instance under test
+   takes its tenth (wrk, bench/wrk/hot_paced.lua: about 1,000 writes/s) and
+   the other nine's 9,000 writes/s go straight into Redis as those
+   instances would send them (bench/fleet.py). Phases 2 and 3 show what one
+   instance, or two on these two cores, can take; this one what the shared
+   part, Redis, does with a hot key at the rate asked.
 
 The hammer starts a second before the normal load's measured run and ends a
 second after it. Reported: the write rate the hammer reached (against the
-issue's 10,000/s), and the normal load's p50 and p99 in each phase over
-those of ``alone``. The JSON goes to <results-dir>/<UTC time>-hot-key.json.
+issue's 10,000/s; in ``fleet`` both parts, and the writes the hot session
+took, from its version), and the normal load's p50 and p99 in each phase
+over those of ``alone``. The JSON goes to <results-dir>/<UTC time>-hot-key.json.
 """
 
 from __future__ import annotations
@@ -33,9 +45,10 @@ from typing import Any
 
 from . import report
 from .client import Http
+from .fleet import FleetHammer
 from .procs import AppServer
 from .rig import ID, PATCH_BODY, LoadMeter, Rig, lp_path, run_and_report, targets_table
-from .run import RESULTS, native_path
+from .run import RESULTS, TENANT, native_path
 from .wrk import WrkResult
 
 NAMESPACE = "hot"
@@ -43,6 +56,9 @@ HOT_SESSION = "hot-session"
 TARGET_WRITES = 10_000  # per second, the issue's
 TARGET_RATIO = 2.0
 LEAD_S = 1  # the hammer runs this long before and after the measured normal load
+FLEET_SIZE = 10  # fleet phase: instances behind the load balancer, one of them the instance under test
+AIM_OVER = 1.02  # the fleet aims 2 % over 10,000/s: the share's rate in the measured run differs from the warm-up's
+SHARE_CONNECTIONS, SHARE_DELAY_MS = 32, 20  # its tenth: 32 connections each waiting 20 ms after each answer (about 1,000/s)
 
 
 @dataclass
@@ -51,6 +67,7 @@ class HotKeyOptions:
     warmup_s: float = 5.0
     connections: int = 64
     hammer_connections: int = 64
+    normal_delay_ms: int = 20
     sessions: int = 10_000
     read_share: float = 0.9
     results_dir: Path = RESULTS
@@ -63,6 +80,8 @@ def parse_args(argv: Sequence[str]) -> HotKeyOptions:
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up before each phase (default 5)")
     p.add_argument("--connections", type=int, default=64, help="connections of the normal load (default 64)")
     p.add_argument("--hammer-connections", type=int, default=64, help="connections of the hammer (default 64)")
+    p.add_argument("--normal-delay-ms", type=int, default=20,
+                   help="each normal connection waits this long after each answer (default 20; 0: saturate the instance)")
     p.add_argument("--hot-key-sessions", type=int, default=10_000, help="sessions of the normal load (default 10,000)")
     p.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes (default bench/results)")
     a = p.parse_args(list(argv))
@@ -70,8 +89,11 @@ def parse_args(argv: Sequence[str]) -> HotKeyOptions:
         p.error("--hot-key-seconds must be 1 to 600 and --warmup 0 to 60 s")
     if not 1 <= a.connections <= 1024 or not 1 <= a.hammer_connections <= 1024 or not 100 <= a.hot_key_sessions <= 1_000_000:
         p.error("--connections and --hammer-connections 1 to 1024, --hot-key-sessions 100 to 1,000,000")
+    if not 0 <= a.normal_delay_ms <= 10_000:
+        p.error("--normal-delay-ms must be 0 to 10,000")
     return HotKeyOptions(seconds=a.hot_key_seconds, warmup_s=a.warmup, connections=a.connections,
-                         hammer_connections=a.hammer_connections, sessions=a.hot_key_sessions, results_dir=a.results_dir)
+                         hammer_connections=a.hammer_connections, sessions=a.hot_key_sessions, results_dir=a.results_dir,
+                         normal_delay_ms=a.normal_delay_ms)
 
 
 def figures(result: WrkResult) -> dict[str, Any]:
@@ -87,16 +109,22 @@ class HotKey:
     def __post_init__(self) -> None:
         self.rig = Rig(self.opts.connections)
 
+    @property
+    def normal_script(self) -> str:
+        return "mix_paced.lua" if self.opts.normal_delay_ms else "mix.lua"
+
     def normal_args(self) -> list[str]:
-        return [lp_path(NAMESPACE), "/properties", str(self.opts.sessions), ID, str(self.opts.read_share), PATCH_BODY]
+        args = [lp_path(NAMESPACE), "/properties", str(self.opts.sessions), ID, str(self.opts.read_share), PATCH_BODY]
+        return [*args, str(self.opts.normal_delay_ms)] if self.opts.normal_delay_ms else args
 
     def run(self) -> dict[str, Any]:
         rig = self.rig.start()
         service = rig.service()
         rig.fill(service, NAMESPACE, self.opts.sessions)
-        doc = rig.header({**asdict(self.opts), "results_dir": str(self.opts.results_dir), "normal_script": "mix.lua",
+        doc = rig.header({**asdict(self.opts), "results_dir": str(self.opts.results_dir), "normal_script": self.normal_script,
                           "hammer_script": "hot.lua", "hot_session": HOT_SESSION, "lead_s": LEAD_S})
         self.hammer = rig.wrk_with(self.opts.hammer_connections)
+        self.share = rig.wrk_with(SHARE_CONNECTIONS)
         phases = [self.phase("alone", service, None)]
         phases.append(self.phase("same-instance", service, service))
         second = rig.service("service-hammer")
@@ -104,6 +132,7 @@ class HotKey:
             phases.append(self.phase("other-instance", service, second))
         finally:
             second.stop()
+        phases.append(self.phase("fleet", service, service, fleet=True))
         doc["phases"] = phases
         doc["hot_session_version"] = self.hot_version(service)
         doc["summary"] = summarise(phases)
@@ -118,31 +147,56 @@ class HotKey:
         digits = etag.strip('W/"')
         return int(digits) if digits.isdigit() else None
 
-    def loads(self, service: AppServer, target: AppServer | None, seconds: float) -> tuple[WrkResult, WrkResult | None]:
+    def loads(self, service: AppServer, target: AppServer | None, seconds: float,
+              fleet: FleetHammer | None = None) -> tuple[WrkResult, WrkResult | None]:
         """The normal load for ``seconds`` on ``service``; with ``target``,
-        the hammer meanwhile on it, from LEAD_S before to LEAD_S after."""
+        the hammer meanwhile on it, from LEAD_S before to LEAD_S after: as
+        fast as it goes, or with ``fleet`` the paced share of one instance,
+        ``fleet`` sending the rest into Redis meanwhile."""
         if target is None:
-            return self.rig.wrk.run(service.base, "mix.lua", self.normal_args(), seconds), None
+            return self.rig.wrk.run(service.base, self.normal_script, self.normal_args(), seconds), None
         path = lp_path(NAMESPACE) + HOT_SESSION + "/properties"
-        with ThreadPoolExecutor(1) as pool:
-            hammering = pool.submit(self.hammer.run, target.base, "hot.lua", [path], seconds + 2 * LEAD_S)
-            time.sleep(LEAD_S)
-            normal = self.rig.wrk.run(service.base, "mix.lua", self.normal_args(), seconds)
-            return normal, hammering.result()
+        hammer, script, args = self.hammer, "hot.lua", [path]
+        if fleet is not None:
+            hammer, script, args = self.share, "hot_paced.lua", [path, str(SHARE_DELAY_MS)]
+            fleet.start()
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                hammering = pool.submit(hammer.run, target.base, script, args, seconds + 2 * LEAD_S)
+                time.sleep(LEAD_S)
+                normal = self.rig.wrk.run(service.base, self.normal_script, self.normal_args(), seconds)
+                return normal, hammering.result()
+        finally:
+            if fleet is not None:
+                fleet.stop()
 
-    def phase(self, name: str, service: AppServer, target: AppServer | None) -> dict[str, Any]:
+    def phase(self, name: str, service: AppServer, target: AppServer | None, fleet: bool = False) -> dict[str, Any]:
         rig = self.rig
+        rest = None
+        if fleet:
+            rest = FleetHammer(rig.bench.redis.url, TENANT, NAMESPACE, HOT_SESSION, TARGET_WRITES * (FLEET_SIZE - 1) / FLEET_SIZE)
         if self.opts.warmup_s > 0:
-            self.loads(service, target, self.opts.warmup_s)
+            _, warm = self.loads(service, target, self.opts.warmup_s, rest)
+            if rest is not None and warm is not None:  # the rest of the fleet: what the share leaves of 10,000/s
+                rest.rate = max(0.0, TARGET_WRITES * AIM_OVER - warm.rps)
         pids = tuple(server.process.pid for server in (service, target) if server is not None and server.process is not None)
         meter = LoadMeter(tuple(dict.fromkeys(pids)), rig.nodes).start()
-        normal, hammer = self.loads(service, target, self.opts.seconds)
+        version = self.hot_version(service)
+        started = time.monotonic()
+        normal, hammer = self.loads(service, target, self.opts.seconds, rest)
+        took = (self.hot_version(service) or 0) - (version or 0)
         record: dict[str, Any] = {"phase": name, "normal": figures(normal), "other_load_cores": meter.cores()}
         line = (f"{name}: normal load {normal.rps:,.0f} requests/s, p50 {normal.p50_ms:.2f} ms, p99 {normal.p99_ms:.2f} ms, "
                 f"errors {normal.error_count}")
         if hammer is not None:
             record["hammer"] = figures(hammer)
+            record["hot_session_writes_per_s"] = round(took / (time.monotonic() - started), 1)
             line += f"; hammer {hammer.rps:,.0f} writes/s on one session, errors {hammer.error_count}"
+        if rest is not None:
+            record["fleet"] = rest.figures()
+            line += f", the rest of the fleet {rest.writes_per_s:,.0f} writes/s into Redis ({rest.failed} failed)"
+        if hammer is not None:
+            line += f"; the session took {record['hot_session_writes_per_s']:,.0f} writes/s"
         for server in (service, target):
             if server is not None and not server.alive():
                 raise RuntimeError(f"{server.name} died in phase {name}{server.log_tail()}")
@@ -155,8 +209,11 @@ def summarise(phases: Sequence[dict[str, Any]]) -> dict[str, Any]:
     hammered = []
     for phase in phases[1:]:
         normal, hammer = phase["normal"], phase["hammer"]
+        fleet = phase.get("fleet")
         hammered.append({
-            "phase": phase["phase"], "hammer_writes_per_s": hammer["rps"], "hammer_errors": hammer["error_count"],
+            "phase": phase["phase"], "hammer_writes_per_s": round(hammer["rps"] + (fleet["writes_per_s"] if fleet else 0), 1),
+            "hammer_errors": hammer["error_count"] + (fleet["failed"] if fleet else 0),
+            "hot_session_writes_per_s": phase.get("hot_session_writes_per_s"),
             "p50_ratio": round(normal["p50_ms"] / alone["p50_ms"], 2) if alone["p50_ms"] else None,
             "p99_ratio": round(normal["p99_ms"] / alone["p99_ms"], 2) if alone["p99_ms"] else None,
             "rps_ratio": round(normal["rps"] / alone["rps"], 2) if alone["rps"] else None,
@@ -174,23 +231,35 @@ def summarise(phases: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "targets": targets}
 
 
+def hammer_cell(phase: dict[str, Any]) -> str:
+    h, fleet = phase.get("hammer"), phase.get("fleet")
+    if h is None:
+        return "-"
+    if fleet is None:
+        return f"{h['rps']:,.0f}"
+    return f"{h['rps']:,.0f} + {fleet['writes_per_s']:,.0f} into Redis"
+
+
 def render(doc: dict[str, Any]) -> str:
     rows = []
     for phase in doc["phases"]:
         n, h = phase["normal"], phase.get("hammer")
         rows.append([phase["phase"], f"{n['rps']:,.0f}", f"{n['p50_ms']:.2f}", f"{n['p99_ms']:.2f}", f"{n['error_count']:,}",
-                     f"{h['rps']:,.0f}" if h else "-", f"{h['error_count']:,}" if h else "-",
+                     hammer_cell(phase), f"{h['error_count']:,}" if h else "-",
                      f"{phase['other_load_cores']:.2f}"])
     table = report.markdown_table(["phase", "requests/s", "p50 ms", "p99 ms", "errors", "hammer writes/s",
                                    "hammer errors", "other load (cores)"], rows, "lrrrrrrr")
     s = doc["settings"]
-    lines = [(f"Hot key: the {s['read_share']:.0%} read mix at {s['connections']} connections over {s['sessions']:,} "
+    pace = f", each waiting {s['normal_delay_ms']} ms after each answer," if s.get("normal_delay_ms") else ""
+    lines = [(f"Hot key: the {s['read_share']:.0%} read mix at {s['connections']} connections{pace} over {s['sessions']:,} "
              f"sessions, {s['seconds']:g} s per phase, while {s['hammer_connections']} connections PATCH one session "
              f"({doc['machine'].get('cpu', '?')}, {doc['machine'].get('cores', '?')} cores)"), "", table, ""]
     for h in doc["summary"]["hammered"]:
         lines.append(f"{h['phase']}: {h['hammer_writes_per_s']:,.0f} writes/s on one session; other sessions' p50 "
                      f"× {h['p50_ratio']}, p99 × {h['p99_ratio']}, requests/s × {h['rps_ratio']} of normal")
-    lines.append(f"the hot session's version at the end: {doc.get('hot_session_version')}")
+    lines.append(f"the hot session's version at the end: {doc.get('hot_session_version')}; "
+                 f"in the fleet phase the service under test took the share of one of {FLEET_SIZE} instances, "
+                 f"the rest went straight into Redis (bench/fleet.py)")
     lines += ["", targets_table(doc["summary"]["targets"])]
     return "\n".join(lines)
 

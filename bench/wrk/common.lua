@@ -34,6 +34,30 @@ function M.done(summary, latency, requests)
     latency.min, latency.max, latency.mean, latency.stdev, table.concat(parts, ",")))
 end
 
+-- The read/write mix (mix.lua, mix_paced.lua): M.mix_init(args) takes
+-- PREFIX SUFFIX COUNT FORMAT READ_SHARE BODY; then each M.mix_request()
+-- picks a random session of COUNT and GETs it (READ_SHARE of them, e.g. 0.9)
+-- or PATCHes one property with BODY.
+local mix = {}
+local patch_headers = {["Content-Type"] = "application/json"}
+
+function M.mix_init(args)
+  mix.prefix, mix.suffix = args[1], args[2]
+  mix.count = M.number(args, 3, "COUNT")
+  mix.fmt = args[4]
+  mix.share = M.number(args, 5, "READ_SHARE")
+  mix.body = args[6]
+  M.seed()
+end
+
+function M.mix_request()
+  local path = mix.prefix .. string.format(mix.fmt, math.random(0, mix.count - 1)) .. mix.suffix
+  if math.random() < mix.share then
+    return wrk.format("GET", path)
+  end
+  return wrk.format("PATCH", path, patch_headers, mix.body)
+end
+
 -- Reads an argument as a number, failing loudly.
 function M.number(args, n, what)
   local value = tonumber(args[n])
