@@ -129,8 +129,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         prog="python -m bench",
         description="Benchmark sessionstore against a bare Starlette endpoint (the yardstick), with wrk, on a private "
         "redis-server; everything on 127.0.0.1, everything it starts is stopped at the end.",
-        epilog="Two scenarios run on their own: --soak (the long soak: python -m bench --soak --help) and --hot-key "
-        "(other sessions' latency while one session is hammered with writes: python -m bench --hot-key --help).",
+        epilog="Three scenarios run on their own: --soak (the long soak: python -m bench --soak --help), --hot-key "
+        "(other sessions' latency while one session is hammered with writes: python -m bench --hot-key --help) and "
+        "--instructions (the service's CPU instructions per request, under callgrind: python -m bench --instructions "
+        "--help).",
     )
     p.add_argument("--duration", type=float, default=None, help="seconds measured per scenario (default 10; 3 with --quick)")
     p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up before each (default 2; 1 with --quick)")
@@ -872,10 +874,12 @@ def main(argv: Sequence[str] | None = None, run: Callable[[Options], dict[str, A
     given = list(sys.argv[1:] if argv is None else argv)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: a shell may start us with it ignored
         signal.signal(sig, _interrupt)
-    if "--soak" in given or "--hot-key" in given:  # scenarios of their own (bench/soak.py, bench/hotkey.py)
-        from . import hotkey, soak
+    if "--soak" in given or "--hot-key" in given or "--instructions" in given:  # scenarios of their own
+        from . import hotkey, instructions, soak  # bench/soak.py, bench/hotkey.py, bench/instructions.py
 
         try:
+            if "--instructions" in given:
+                return instructions.main(given)
             return soak.main(given) if "--soak" in given else hotkey.main(given)
         except KeyboardInterrupt:
             print("\nbench: interrupted; stopping everything it started", file=sys.stderr)
