@@ -34,6 +34,8 @@ from service.store.core import Changes, SessionStore
 from service.store.model import Existence, now_ms
 from service.store.writes import Write
 
+from .fill import bulk, command
+
 BATCH_S = 0.002  # a batch about every 2 ms: some 18 writes at 9,000/s, close to a steady stream
 PLACEHOLDER = b"\x00fleet-value\x00"  # where each write's own value goes in the encoded call
 MAX_BURST_S = 0.05  # behind schedule (the machine busy): at most this much of the rate in one batch
@@ -115,14 +117,11 @@ class FleetHammer:
                     changes = Changes().set("fleet", PLACEHOLDER)
                     write = Write(store, self.tenant, self.namespace, self.session_id, changes, flags, None,
                                   Existence.ANY, None, None)  # fmt: skip
-                    args = ["EVALSHA", sha, len(sk), *sk, *write._args(now_ms(), ns.ttl_s)]
-                    at = args.index(PLACEHOLDER)
-                    head = resp(args[:at], len(args))
-                    tail = resp(args[at + 1 :])
+                    encoded = command("EVALSHA", sha, len(sk), *sk, *write._args(now_ms(), ns.ttl_s))
+                    head, tail = encoded.split(bulk(PLACEHOLDER))
                     chunks = []
                     for n in range(sent + 1, sent + count + 1):
-                        value = str(n).encode()
-                        chunks += (head, b"$%d\r\n%s\r\n" % (len(value), value), tail)
+                        chunks += (head, bulk(str(n).encode()), tail)
                     writer.write(b"".join(chunks))
                     sent += count
                     await self._replies(reader, replies, count)
@@ -146,12 +145,3 @@ class FleetHammer:
             else:
                 self.failed += 1
 
-
-def resp(args: list[Any], total: int | None = None) -> bytes:
-    """``args`` in Redis's protocol; with ``total``, after the header of a
-    command of that many arguments."""
-    out = [b"*%d\r\n" % total] if total is not None else []
-    for arg in args:
-        raw = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(out)

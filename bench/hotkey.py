@@ -192,10 +192,9 @@ class HotKey:
             record["hammer"] = figures(hammer)
             record["hot_session_writes_per_s"] = round(took / (time.monotonic() - started), 1)
             line += f"; hammer {hammer.rps:,.0f} writes/s on one session, errors {hammer.error_count}"
-        if rest is not None:
-            record["fleet"] = rest.figures()
-            line += f", the rest of the fleet {rest.writes_per_s:,.0f} writes/s into Redis ({rest.failed} failed)"
-        if hammer is not None:
+            if rest is not None:
+                record["fleet"] = rest.figures()
+                line += f", the rest of the fleet {rest.writes_per_s:,.0f} writes/s into Redis ({rest.failed} failed)"
             line += f"; the session took {record['hot_session_writes_per_s']:,.0f} writes/s"
         for server in (service, target):
             if server is not None and not server.alive():

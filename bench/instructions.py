@@ -24,11 +24,9 @@ key without a rate), so the cost of a rate limit is counted too.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,14 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from .client import Http
-from .fill import PROPERTIES
-from .procs import HOST, ROOT, ProcessGroup, RedisServer, free_port, wait_until
-from .run import API_KEY, API_KEY_HEADER, ID, PATCH_BODY, TENANT, lp_path
+from .fill import PROPERTIES, RawRedis
+from .procs import ROOT, SERVICE_HTTP, UVICORN_FLAGS, ProcessGroup, RedisServer, free_port, wait_until
+from .run import API_KEY, API_KEY_HEADER, ID, PATCH_BODY, TENANT, auth_file, lp_path
 
 SCENARIOS = ("lp-get", "lp-patch")
 NAMESPACE = "cg"
 SESSIONS, WARMUP = 50, 300
-HEADER_TIMEOUT_HTTP = "service.server_timeouts:HttpToolsTimeouts"  # as bench/procs.py's SERVICE_HTTP
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -64,19 +61,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return a
 
 
-def auth_file(workdir: Path, rate: str) -> Path:
-    path = workdir / "auth.toml"
-    digest = hashlib.sha256(API_KEY.encode()).hexdigest()
-    rated = "" if rate == "none" else f'rate = "{rate}"\n'
-    path.write_text(f'[[keys]]\nid = "bench"\ntenant = "*"\nsha256 = "{digest}"\nscopes = ["admin"]\n{rated}')
-    return path
-
-
 def count(scenario: str, source: Path, redis: RedisServer, procs: ProcessGroup, workdir: Path, requests: int,
           rate: str | None) -> dict[str, Any]:
     """Instructions per request of ``scenario``, the service under callgrind."""
     port = free_port()
-    http = HEADER_TIMEOUT_HTTP if (source / "service" / "server_timeouts.py").is_file() else "httptools"
+    flags = list(UVICORN_FLAGS)  # the benchmark's, with its service's HTTP protocol where the checkout has it
+    if (source / "service" / "server_timeouts.py").is_file():
+        flags[flags.index("--http") + 1] = SERVICE_HTTP
     out = workdir / scenario
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIONSTORE_", "GRANIAN_"))}
@@ -84,8 +75,7 @@ def count(scenario: str, source: Path, redis: RedisServer, procs: ProcessGroup, 
     if rate is not None:
         env["SESSIONSTORE_AUTH_FILE"] = str(auth_file(out, rate))
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.%p",
-            sys.executable, "-m", "uvicorn", "--factory", "bench.service_app:app", "--host", HOST, "--port", str(port),
-            "--workers", "1", "--loop", "uvloop", "--http", http, "--log-level", "warning", "--no-access-log"]  # fmt: skip
+            sys.executable, "-m", "uvicorn", "--factory", "bench.service_app:app", "--port", str(port), *flags]  # fmt: skip
     log = out / "service.log"
     process = procs.start(argv, log=log, env=env, cwd=source)
     headers = {API_KEY_HEADER: API_KEY} if rate is not None else {}
@@ -145,7 +135,8 @@ def main(argv: Sequence[str]) -> int:
         try:
             redis = RedisServer(procs, workdir).start()
             for scenario in a.only or SCENARIOS:
-                redis_flush(redis)
+                with RawRedis(redis.port) as raw:  # the private redis-server emptied between scenarios (never 6379)
+                    raw.call("FLUSHALL")
                 rows.append(count(scenario, a.source.resolve(), redis, procs, workdir, a.requests, a.api_key_rate))
                 r = rows[-1]
                 print(f"{r['scenario']}: {r['instructions_per_request']:,} instructions per request "
@@ -158,10 +149,3 @@ def main(argv: Sequence[str]) -> int:
         a.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
-
-def redis_flush(redis: RedisServer) -> None:
-    """The private redis-server emptied between scenarios (it is ours: never 6379)."""
-    with socket.create_connection((HOST, redis.port), timeout=5) as s:
-        s.sendall(b"FLUSHALL\r\n")
-        if not s.recv(16).startswith(b"+OK"):
-            raise RuntimeError("FLUSHALL on the benchmark's redis-server failed")

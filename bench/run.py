@@ -84,6 +84,16 @@ CLUSTER_PRIMARIES = 3
 API_KEY_HEADER, API_KEY = "maven-api-key", "bench-secret"  # --api-key-rate
 
 
+def auth_file(directory: Path, rate: str) -> Path:
+    """An auth file of one key (API_KEY) for every tenant, with ``rate``
+    ("none": no rate), written to ``directory``/auth.toml (--api-key-rate)."""
+    path = directory / "auth.toml"
+    digest = hashlib.sha256(API_KEY.encode()).hexdigest()
+    rated = "" if rate == "none" else f'rate = "{rate}"\n'
+    path.write_text(f'[[keys]]\nid = "bench"\ntenant = "*"\nsha256 = "{digest}"\nscopes = ["admin"]\n{rated}')
+    return path
+
+
 def lp_path(namespace: str) -> str:
     return f"/v1/account/{TENANT}/{namespace}/"
 
@@ -457,21 +467,13 @@ class Bench:
         """The service on ``server``, on the Redis (or cluster) at ``redis_url``."""
         env = {"SESSIONSTORE_REDIS_URL": redis_url}
         if self.opts.api_key_rate is not None:
-            env["SESSIONSTORE_AUTH_FILE"] = str(self.auth_file(self.opts.api_key_rate))
+            env["SESSIONSTORE_AUTH_FILE"] = str(auth_file(self.workdir, self.opts.api_key_rate))
         service = AppServer(self.procs, self.workdir, "bench.service_app:app", name, server=server, factory=True,
                             cpus=self.server_cpus, env=env, ready_path="/readyz",
                             http=SERVICE_HTTP).start()
         self.service_names.append(name)
         self.say(f"service on {server}, port {service.port}, Redis {redis_url}")
         return service
-
-    def auth_file(self, rate: str) -> Path:
-        """An auth file of one key for every tenant, with ``rate`` ("none": no rate)."""
-        path = self.workdir / "auth.toml"
-        digest = hashlib.sha256(API_KEY.encode()).hexdigest()
-        rated = "" if rate == "none" else f'rate = "{rate}"\n'
-        path.write_text(f'[[keys]]\nid = "bench"\ntenant = "*"\nsha256 = "{digest}"\nscopes = ["admin"]\n{rated}')
-        return path
 
     def other_server_phase(self, server: str) -> None:
         """OTHER_SERVER_SCENARIOS on the service on ``server``, on the same Redis and sessions."""
